@@ -1,0 +1,175 @@
+"""Characters, their source passages and statements."""
+
+from __future__ import annotations
+
+import json
+
+from engine.errors import InputError
+from engine.types import Character
+
+from .convert import character_from_row, statement_from_row
+from .db import Store, now
+
+
+class CharacterRepo:
+    def __init__(self, store: Store):
+        self.store = store
+
+    # -- reads -------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        return [r["name"] for r in self.store.db.query("SELECT name FROM characters ORDER BY name")]
+
+    def summaries(self) -> list[dict]:
+        """One row per character: counts and the latest APC score, for lists."""
+        sql = """
+        SELECT c.id, c.name, c.language, c.source_file,
+               (SELECT COUNT(*) FROM statements s WHERE s.character_id = c.id) AS statements,
+               (SELECT COUNT(*) FROM statements s WHERE s.character_id = c.id AND s.enabled) AS enabled,
+               (SELECT COUNT(*) FROM passages p WHERE p.character_id = c.id) AS passages,
+               (SELECT a.delta_apc FROM apc_scores a WHERE a.character_id = c.id ORDER BY a.id DESC LIMIT 1) AS last_delta_apc,
+               c.updated_at
+        FROM characters c ORDER BY c.name
+        """
+        return list(self.store.db.query(sql))
+
+    def row(self, name: str) -> dict:
+        rows = list(self.store.db.query("SELECT * FROM characters WHERE name = ?", [name]))
+        if not rows:
+            known = ", ".join(self.names()[:8]) or "none yet: run `apc characters import FILE`"
+            raise InputError(f"no character named {name!r} (known: {known})")
+        return rows[0]
+
+    def get(self, name: str) -> Character:
+        row = self.row(name)
+        return self._load(row)
+
+    def get_by_id(self, character_id: int) -> Character:
+        rows = list(self.store.db.query("SELECT * FROM characters WHERE id = ?", [character_id]))
+        if not rows:
+            raise InputError(f"no character with id {character_id}")
+        return self._load(rows[0])
+
+    def _load(self, row: dict) -> Character:
+        db = self.store.db
+        passages = {p["id"]: p["text"] for p in db.query("SELECT id, text FROM passages WHERE character_id = ?", [row["id"]])}
+        stmts = [
+            statement_from_row(s, passages.get(s["passage_id"]))
+            for s in db.query("SELECT * FROM statements WHERE character_id = ? ORDER BY position, id", [row["id"]])
+        ]
+        return character_from_row(row, stmts)
+
+    def passages(self, name: str) -> list[dict]:
+        cid = self.row(name)["id"]
+        return list(self.store.db.query("SELECT * FROM passages WHERE character_id = ? ORDER BY position", [cid]))
+
+    # -- writes ------------------------------------------------------------------------
+    def upsert(
+        self,
+        name: str,
+        *,
+        language: str,
+        source_text: str,
+        passages: list[str],
+        statements: list[tuple[str, str, int | None]],
+        card: dict | None = None,
+        source_file: str | None = None,
+    ) -> tuple[int, bool]:
+        """Create or update a character in one transaction; returns (id, created).
+
+        statements: (text, origin, passage index or None). Re-importing keeps statement ids
+        (so scores and labels stay attached), adds new ones and disables none: statements the
+        user added by hand survive a re-import.
+        """
+        ts = now()
+        with self.store.transaction() as db:
+            existing = list(db.query("SELECT id FROM characters WHERE name = ?", [name]))
+            fields = {
+                "language": language,
+                "source_text": source_text,
+                "card_json": json.dumps(card, ensure_ascii=False) if card is not None else None,
+                "source_file": source_file,
+                "updated_at": ts,
+            }
+            if existing:
+                cid = existing[0]["id"]
+                db["characters"].update(cid, fields)
+            else:
+                cid = db["characters"].insert({"name": name, "created_at": ts, **fields}).last_pk
+            passage_ids = self._replace_passages(db, cid, passages)
+            self._merge_statements(db, cid, statements, passage_ids, ts)
+        return cid, not existing
+
+    def _replace_passages(self, db, cid: int, passages: list[str]) -> list[int]:
+        rows = {r["position"]: r for r in db.query("SELECT * FROM passages WHERE character_id = ?", [cid])}
+        ids = []
+        for i, text in enumerate(passages):
+            if i in rows:
+                if rows[i]["text"] != text:
+                    db["passages"].update(rows[i]["id"], {"text": text})
+                ids.append(rows[i]["id"])
+            else:
+                ids.append(db["passages"].insert({"character_id": cid, "position": i, "text": text}).last_pk)
+        db.execute("DELETE FROM passages WHERE character_id = ? AND position >= ?", [cid, len(passages)])
+        return ids
+
+    def _merge_statements(self, db, cid, statements, passage_ids, ts) -> None:
+        have = {r["text"]: r for r in db.query("SELECT id, text FROM statements WHERE character_id = ?", [cid])}
+        next_pos = (db.execute("SELECT COALESCE(MAX(position), -1) FROM statements WHERE character_id = ?", [cid]).fetchone()[0]) + 1
+        for text, origin, pidx in statements:
+            pid = passage_ids[pidx] if pidx is not None and pidx < len(passage_ids) else None
+            if text in have:
+                if pid is not None:
+                    db["statements"].update(have[text]["id"], {"passage_id": pid})
+                continue
+            db["statements"].insert(
+                {"character_id": cid, "position": next_pos, "text": text, "passage_id": pid, "origin": origin, "enabled": 1, "created_at": ts}
+            )
+            have[text] = {"id": None, "text": text}
+            next_pos += 1
+
+    def delete(self, name: str) -> None:
+        cid = self.row(name)["id"]
+        with self.store.transaction() as db:
+            db.execute("DELETE FROM characters WHERE id = ?", [cid])
+
+    def add_statement(self, name: str, text: str, origin: str = "manual") -> int:
+        text = _clean_statement(text)
+        cid = self.row(name)["id"]
+        with self.store.transaction() as db:
+            if list(db.query("SELECT id FROM statements WHERE character_id = ? AND text = ?", [cid, text])):
+                raise InputError(f"{name!r} already has the statement {text!r}")
+            pos = db.execute("SELECT COALESCE(MAX(position), -1) + 1 FROM statements WHERE character_id = ?", [cid]).fetchone()[0]
+            sid = db["statements"].insert(
+                {"character_id": cid, "position": pos, "text": text, "origin": origin, "enabled": 1, "created_at": now()}
+            ).last_pk
+            db["characters"].update(cid, {"updated_at": now()})
+        return sid
+
+    def statement_row(self, statement_id: int) -> dict:
+        rows = list(self.store.db.query("SELECT * FROM statements WHERE id = ?", [statement_id]))
+        if not rows:
+            raise InputError(f"no statement with id {statement_id} (see `apc characters show NAME`)")
+        return rows[0]
+
+    def edit_statement(self, statement_id: int, text: str) -> None:
+        row = self.statement_row(statement_id)
+        text = _clean_statement(text)
+        with self.store.transaction() as db:
+            clash = list(db.query("SELECT id FROM statements WHERE character_id = ? AND text = ? AND id != ?", [row["character_id"], text, statement_id]))
+            if clash:
+                raise InputError(f"statement {clash[0]['id']} already says {text!r}")
+            db["statements"].update(statement_id, {"text": text, "origin": "manual" if row["origin"] == "split" else row["origin"]})
+
+    def set_enabled(self, statement_id: int, enabled: bool) -> None:
+        self.statement_row(statement_id)
+        with self.store.transaction() as db:
+            db["statements"].update(statement_id, {"enabled": int(enabled)})
+
+
+def _clean_statement(text: str) -> str:
+    text = " ".join(text.split())
+    if not text:
+        raise InputError("a statement cannot be empty; give the text, e.g. \"Alice lives in Paris.\"")
+    if len(text) > 2000:
+        raise InputError(f"statement is {len(text)} characters; keep a statement to one short fact (< 2000 characters)")
+    return text
