@@ -2,4 +2,5 @@
 
 pytest_plugins = [
     "tests.fixtures_core",
+    "tests.fixtures_models",
 ]

@@ -1,33 +1,54 @@
-"""Device choice: `auto` picks cuda, then mps, then cpu; an explicit device must exist."""
+"""Device and dtype choice for every model the engine loads (never a hard-coded `cuda:0`)."""
 
 from __future__ import annotations
 
-from engine.errors import ConfigError
+import re
+
+from .errors import ConfigError
+
+_SPEC = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-def resolve_device(device: str = "auto") -> str:
+def resolve_device(spec: str | None = "auto") -> str:
+    """'auto' -> cuda if available, else mps, else cpu; an explicit device must exist here."""
     import torch
 
-    device = (device or "auto").strip().lower()
-    if device == "auto":
+    spec = (spec or "auto").strip().lower()
+    if not _SPEC.match(spec):
+        raise ConfigError(f"device {spec!r} is not known; use auto, cpu, cuda, cuda:N or mps")
+    has_mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    if spec == "auto":
         if torch.cuda.is_available():
             return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return "mps"
-        return "cpu"
-    if device.startswith("cuda"):
+        return "mps" if has_mps else "cpu"
+    if spec.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} requested but CUDA is not available here; use --device cpu or auto")
-        _, _, index = device.partition(":")
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-            raise ConfigError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s); use cuda:0 ... or auto")
-        return device
+            build = "a CPU-only torch build" if torch.version.cuda is None else "no visible CUDA GPU"
+            raise ConfigError(
+                f"device {spec!r} asked for, but this machine has {build}; use --device cpu or auto (or set APC_DEVICE=auto)"
+            )
+        index = int(spec.split(":")[1]) if ":" in spec else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {spec!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) are visible; use cuda:0 or auto"
+            )
+    if spec == "mps" and not has_mps:
+        raise ConfigError("device 'mps' asked for, but Apple MPS is not available here; use --device cpu or auto")
+    return spec
+
+
+def dtype_name(device: str) -> str:
+    """fp32 on CPU; bf16 on a GPU that supports it, else fp16."""
+    if device.startswith("cuda"):
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
     if device == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise ConfigError("device 'mps' requested but Apple MPS is not available here; use --device cpu or auto")
-        return device
-    if device == "cpu":
-        return device
-    raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
+        return "float16"
+    return "float32"
+
+
+def torch_dtype(device: str):
+    import torch
+
+    return getattr(torch, dtype_name(device))
