@@ -1,0 +1,280 @@
+"""Cross-encoder discriminators: any HF sequence-classification checkpoint (DeBERTa, XLM-R, BERT)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.device import dtype_name, resolve_device, torch_dtype
+from engine.errors import ConfigError, ModelError
+
+from .base import Progress, check_items, check_stop, task_labels
+from .formats import Item, get_format
+from .meta import DiscriminatorMeta, is_path_like, read_meta, resolve_source
+
+MAX_LENGTH = 512
+
+
+class CrossEncoderDiscriminator:
+    """One model, one task, one input format; `predict` scores items in length-sorted batches."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        task: str,
+        format: str = "paper",
+        labels: Sequence[str] | None = None,
+        device: str = "cpu",
+        source: str = "",
+        quantize: str | None = None,
+        meta: DiscriminatorMeta | None = None,
+    ):
+        self.task = task
+        self.labels = task_labels(task)
+        self.format = get_format(format).name
+        self._format = get_format(format)
+        model_labels = tuple(labels) if labels else self.labels
+        n = int(model.config.num_labels)
+        if n != len(self.labels):
+            raise ModelError(
+                f"{source or 'model'} outputs {n} labels but a {task} discriminator needs {len(self.labels)} "
+                f"({', '.join(self.labels)}); pick a {task} checkpoint"
+            )
+        self._columns = [model_labels.index(label) for label in self.labels]  # model order -> task order
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.source = source
+        self.quantize = quantize
+        self.meta = meta
+        limits = [MAX_LENGTH, getattr(tokenizer, "model_max_length", MAX_LENGTH) or MAX_LENGTH]
+        self.max_length = int(min(limits))
+        self.identity = f"cross:{source}|{self.format}|{quantize or dtype_name(device)}"
+        self.forward_calls = 0  # batches run through the model (tests and the bench count them)
+        self.items_scored = 0
+        self._lock = threading.Lock()  # one forward at a time: the TUI and retrieval share a model
+
+    # -- loading ---------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        source: str,
+        task: str,
+        *,
+        format: str | None = None,
+        device: str = "auto",
+        quantize: str | None = None,
+        trust_remote_code: bool = False,
+    ) -> CrossEncoderDiscriminator:
+        """Load a hub id or a directory; a directory's apc_discriminator.json sets format, labels, adapter, int8.
+
+        quantize: None follows the meta file; "int8" or "none" override it explicitly.
+        """
+        task_labels(task)
+        path = resolve_source(source)
+        local = Path(path).is_dir()
+        if is_path_like(source) and not local:
+            raise ModelError(f"discriminator {source!r}: no such directory; give a model directory or a hub id")
+        meta = read_meta(Path(path)) if local else None
+        if meta is not None and meta.task != task:
+            raise ModelError(f"{source} is a {meta.task} discriminator, not {task}; swap the rel= and nli= paths")
+        fmt = format or (meta.format if meta else "paper")
+        quant = (meta.quantize if meta else None) if quantize is None else (None if quantize == "none" else quantize)
+        if quant not in (None, "int8"):
+            raise ConfigError(f"quantize {quant!r} is not known; use int8 or none")
+        dev = resolve_device(device)
+        if quant == "int8" and dev != "cpu":
+            raise ConfigError(f"{source}: int8 dynamic quantization runs on the CPU only; use --device cpu")
+        tokenizer = _load_tokenizer(path, source, meta)
+        if meta is not None and meta.adapter:
+            model = _load_adapter_model(path, source, meta, trust_remote_code)
+        else:
+            model = _load_classifier(path, source, local, trust_remote_code)
+        model.to(device=dev, dtype=torch_dtype(dev))
+        model.eval()
+        if quant == "int8":
+            model = quantize_int8(model)
+        return cls(
+            model, tokenizer, task=task, format=fmt, labels=meta.labels if meta else None,
+            device=dev, source=source, quantize=quant, meta=meta,
+        )  # fmt: skip
+
+    # -- inference -------------------------------------------------------------------------
+    def encode(self, items: Sequence[Item]) -> dict[str, list[list[int]]]:
+        """Token ids per item, unpadded (one fast-tokenizer call for all items)."""
+        rendered = [self._format.render(item) for item in items]
+        kwargs = {"truncation": True, "max_length": self.max_length, "padding": False}
+        if rendered and isinstance(rendered[0], tuple):
+            firsts, seconds = zip(*rendered, strict=True)
+            enc = self.tokenizer(list(firsts), list(seconds), **kwargs)
+        else:
+            enc = self.tokenizer(list(rendered), **kwargs)
+        return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+
+    def predict(
+        self,
+        items: Sequence[Item],
+        batch_size: int = 32,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+    ):
+        """Probabilities (n, len(labels)) in the task's label order; rows follow `items`."""
+        import numpy as np
+        import torch
+
+        items = list(items)
+        check_items(self.task, items)
+        out = np.zeros((len(items), len(self.labels)), dtype=np.float64)
+        if not items:
+            return out
+        enc = self.encode(items)
+        lengths = np.array([len(ids) for ids in enc["input_ids"]])
+        order = np.argsort(-lengths, kind="stable")  # longest first: peak memory shows up at once
+        with self._lock:
+            for start in range(0, len(items), batch_size):
+                check_stop(stop)
+                idx = order[start : start + batch_size]
+                batch = collate(enc, idx, self.tokenizer.pad_token_id or 0, self.model.device)
+                with torch.inference_mode():
+                    logits = self.model(**batch).logits.float()
+                probs = torch.softmax(logits, dim=-1).cpu().numpy()
+                out[idx] = probs[:, self._columns]
+                self.forward_calls += 1
+                if progress is not None:
+                    progress(min(start + batch_size, len(items)), len(items), f"{self.task} discriminator")
+            self.items_scored += len(items)
+        return out
+
+    def describe(self) -> dict:
+        return {
+            "task": self.task,
+            "source": self.source,
+            "format": self.format,
+            "labels": list(self.labels),
+            "device": self.device,
+            "dtype": "int8" if self.quantize else dtype_name(self.device),
+            "adapter": bool(self.meta and self.meta.adapter),
+            "metrics": dict(self.meta.metrics) if self.meta else {},
+        }
+
+
+def collate(enc: dict[str, list[list[int]]], idx, pad_id: int, device):
+    """Right-padded tensors for the rows `idx` (built in numpy: faster than tokenizer.pad)."""
+    import numpy as np
+    import torch
+
+    rows = [enc["input_ids"][i] for i in idx]
+    width = max(len(r) for r in rows)
+    batch = {}
+    for key, fill in (("input_ids", pad_id), ("attention_mask", 0), ("token_type_ids", 0)):
+        if key not in enc:
+            continue
+        arr = np.full((len(rows), width), fill, dtype=np.int64)
+        for j, i in enumerate(idx):
+            seq = enc[key][i]
+            arr[j, : len(seq)] = seq
+        batch[key] = torch.from_numpy(arr).to(device)
+    return batch
+
+
+def quantize_int8(model):
+    """Dynamic int8 quantization of every Linear layer (CPU). An explicit option, recorded in the meta."""
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        # torch marks the eager quantization API deprecated (moving to torchao); it still works here
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.ao\..*")
+        warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*")
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def _offline_error(source: str) -> ModelError:
+    return ModelError(
+        f"discriminator model {source!r} is not on this machine: it needs a download (network access) "
+        f"or a local directory (profile rel=PATH,nli=PATH)"
+    )
+
+
+def _load_tokenizer(path: str, source: str, meta: DiscriminatorMeta | None):
+    from transformers import AutoTokenizer
+
+    candidates = [path]
+    if meta is not None and meta.adapter:
+        candidates.append(resolve_source(meta.base_model))  # adapters may rely on the base's tokenizer
+    last: Exception | None = None
+    for candidate in candidates:
+        try:
+            return AutoTokenizer.from_pretrained(candidate)
+        except (OSError, ValueError) as exc:
+            last = exc
+    if not Path(path).is_dir():
+        raise _offline_error(source) from last
+    raise ModelError(f"{source}: no usable tokenizer ({_first_line(last)}); save the tokenizer beside the model")
+
+
+def _load_classifier(path: str, source: str, local: bool, trust_remote_code: bool):
+    from transformers import AutoModelForSequenceClassification
+
+    if local and not any(Path(path).glob("*.safetensors")):
+        raise ModelError(f"{source}: no *.safetensors weights (only safetensors are loaded); re-save the model with safetensors")
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path, use_safetensors=True, trust_remote_code=trust_remote_code, output_loading_info=True
+        )
+    except OSError as exc:
+        if not local:
+            raise _offline_error(source) from exc
+        raise ModelError(f"{source}: cannot load a sequence-classification model ({_first_line(exc)})") from exc
+    except ValueError as exc:
+        raise ModelError(f"{source}: not a sequence-classification checkpoint ({_first_line(exc)})") from exc
+    fresh = [k for k in info.get("missing_keys", []) if "classifier" in k or k.startswith("score")]
+    if fresh:
+        raise ModelError(
+            f"{source}: has no trained classification head ({fresh[0]} missing); fine-tune it first with `apc disc train`"
+        )
+    return model
+
+
+def _load_adapter_model(path: str, source: str, meta: DiscriminatorMeta, trust_remote_code: bool):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    base = resolve_source(meta.base_model)
+    try:
+        with _quiet_transformers():  # the base's fresh head is expected: the adapter carries the trained one
+            model = AutoModelForSequenceClassification.from_pretrained(
+                base, num_labels=len(meta.labels), use_safetensors=True, trust_remote_code=trust_remote_code
+            )
+    except OSError as exc:
+        if not Path(base).is_dir():
+            raise _offline_error(meta.base_model) from exc
+        raise ModelError(f"{source}: cannot load its base model {meta.base_model} ({_first_line(exc)})") from exc
+    try:
+        model = PeftModel.from_pretrained(model, path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"{source}: cannot load its LoRA adapter ({_first_line(exc)}); retrain it") from exc
+    return model.merge_and_unload()  # plain modules again: faster inference, and int8 can apply
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def _first_line(exc: Exception | None) -> str:
+    text = str(exc or "unknown error").strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]

@@ -1,0 +1,126 @@
+"""LLM-judge discriminators: a chat model asked with the paper's templates.
+
+Probabilities come from the label log-probs the backend reports (next-token logits for HF,
+logprobs for OpenAI-compatible servers). When a backend cannot report them, the text answer is
+parsed instead and every such row is flagged on the result and counted on the judge.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from engine.types import GenerationParams, Turn
+
+from .base import Progress, check_items, check_stop, softmax, task_labels
+from .formats import Item, render_judge_prompt
+
+# the words each template asks the judge to answer with, in the task's label order
+ANSWER_WORDS = {"relevance": ("no", "yes"), "nli": ("contradict", "neutral", "entailed")}
+_ANSWER_RE = {
+    "relevance": re.compile(r"\b(yes|no)\b"),
+    "nli": re.compile(r"\b(entail\w*|neutral\w*|contradict\w*)\b"),
+}
+SYSTEM_PROMPTS = {
+    "relevance": "You help build role-playing AI characters. Decide whether the user's utterance should be "
+    "answered with the information in the given persona statement.",
+    "nli": "You help build role-playing AI characters. Decide whether the given persona statement is entailed, "
+    "neutral or contradicted by the response, in the sense of natural language inference.",
+}
+ANSWER_PARAMS = GenerationParams(temperature=0.0, top_p=1.0, max_new_tokens=8, seed=0)
+
+
+class JudgedProbs(np.ndarray):
+    """Probabilities with `how`: per row 'logprobs', 'text' (parsed answer) or 'unparsed' (uniform)."""
+
+    how = None
+
+    @property
+    def used_fallback(self) -> bool:
+        return self.how is not None and any(h != "logprobs" for h in self.how)
+
+
+class JudgeDiscriminator:
+    """A chat model as a discriminator; `model` is any engine.backends ChatModel."""
+
+    format = "paper"
+
+    def __init__(self, model, task: str, *, concurrency: int = 4):
+        self.model = model
+        self.task = task
+        self.labels = task_labels(task)
+        self.words = ANSWER_WORDS[task]
+        self.concurrency = max(1, concurrency)
+        self.identity = f"judge:{getattr(model, 'spec', type(model).__name__)}"
+        self.logprob_calls = 0
+        self.fallback_calls = 0  # answers read from text because the backend gave no log-probs
+        self.unparsed = 0  # text answers naming no label: scored uniform, counted here
+        self._count_lock = threading.Lock()
+
+    def messages(self, item: Item) -> list[Turn]:
+        return [Turn("system", SYSTEM_PROMPTS[self.task]), Turn("user", render_judge_prompt(item))]
+
+    def _judge_one(self, item: Item):
+        messages = self.messages(item)
+        logprobs = self.model.label_logprobs(messages, list(self.words))
+        if logprobs is not None:
+            with self._count_lock:
+                self.logprob_calls += 1
+            return softmax(logprobs), "logprobs"
+        answer = self.model.generate(messages, 1, ANSWER_PARAMS)[0]
+        index = parse_answer(self.task, answer)
+        with self._count_lock:
+            self.fallback_calls += 1
+            self.unparsed += index is None
+        if index is None:
+            return [1.0 / len(self.labels)] * len(self.labels), "unparsed"
+        return [float(i == index) for i in range(len(self.labels))], "text"
+
+    def predict(
+        self,
+        items: Sequence[Item],
+        batch_size: int = 32,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+    ):
+        items = list(items)
+        check_items(self.task, items)
+        rows: list = [None] * len(items)
+        how: list[str] = [""] * len(items)
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            for start in range(0, len(items), batch_size):
+                check_stop(stop)
+                chunk = items[start : start + batch_size]
+                for j, (probs, kind) in enumerate(pool.map(self._judge_one, chunk)):
+                    rows[start + j], how[start + j] = probs, kind
+                if progress is not None:
+                    progress(start + len(chunk), len(items), f"{self.task} judge")
+        out = np.array(rows, dtype=np.float64).reshape(len(items), len(self.labels)).view(JudgedProbs)
+        out.how = np.array(how, dtype=object)
+        return out
+
+    def describe(self) -> dict:
+        return {
+            "task": self.task,
+            "source": self.identity,
+            "format": self.format,
+            "labels": list(self.labels),
+            "logprob_calls": self.logprob_calls,
+            "fallback_calls": self.fallback_calls,
+            "unparsed": self.unparsed,
+        }
+
+
+def parse_answer(task: str, text: str) -> int | None:
+    """Label index named first in a free-text answer, or None."""
+    match = _ANSWER_RE[task].search(text.lower())
+    if not match:
+        return None
+    word = match.group(1)
+    if task == "relevance":
+        return ("no", "yes").index(word)
+    return 0 if word.startswith("contradict") else 1 if word.startswith("neutral") else 2
