@@ -3,7 +3,12 @@ chat template), a model without a chat template, and a real local OpenAI-compati
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# huggingface_hub reads this once at import: set it before any test imports transformers
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest
 

@@ -66,10 +66,13 @@ class HFChatModel(BaseChatModel):
     def _local(self) -> bool:
         return Path(self.name_or_path).expanduser().exists()
 
+    def _offline(self) -> bool:
+        # read the env each time: huggingface_hub freezes its own flag at import time
+        return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
     def _load_error(self, what: str, exc: Exception) -> ModelError:
         if not self._local():
-            offline = os.environ.get("HF_HUB_OFFLINE") in {"1", "true", "TRUE", "yes"}
-            hint = "this machine is offline (HF_HUB_OFFLINE=1)" if offline else f"{type(exc).__name__}"
+            hint = "this machine is offline (HF_HUB_OFFLINE=1)" if self._offline() else type(exc).__name__
             return ModelError(
                 f"{self.spec}: cannot load {what} for {self.name_or_path!r} ({hint}); it needs a download "
                 "(huggingface-cli download ID on a machine with network) or a local path: hf:/path/to/model"
@@ -83,7 +86,9 @@ class HFChatModel(BaseChatModel):
         hf_logging.disable_progress_bar()  # progress bars would corrupt the CLI's JSON/TUI output
 
         try:
-            return AutoTokenizer.from_pretrained(self.name_or_path, trust_remote_code=trust_remote_code)
+            return AutoTokenizer.from_pretrained(
+                self.name_or_path, trust_remote_code=trust_remote_code, local_files_only=self._offline()
+            )
         except (OSError, ValueError) as exc:
             raise self._load_error("the tokenizer", exc) from exc
 
@@ -104,7 +109,12 @@ class HFChatModel(BaseChatModel):
     def _load_model(self, dtype: str | None, load_in_4bit: bool, trust_remote_code: bool):
         from transformers import AutoModelForCausalLM
 
-        kwargs: dict = {"dtype": self._torch_dtype(dtype), "use_safetensors": True, "trust_remote_code": trust_remote_code}
+        kwargs: dict = {
+            "dtype": self._torch_dtype(dtype),
+            "use_safetensors": True,
+            "trust_remote_code": trust_remote_code,
+            "local_files_only": self._offline(),
+        }
         if load_in_4bit:
             import torch
             from transformers import BitsAndBytesConfig
