@@ -2,5 +2,8 @@
 
 pytest_plugins = [
     "tests.fixtures_core",
+    "tests.fixtures_engine",
     "tests.fixtures_models",
+    "tests.fixtures_tui",
+    "tests.fixtures_dpo",
 ]

@@ -1,25 +1,108 @@
-"""The Textual application (placeholder until the TUI issue lands)."""
+"""The Textual workbench: five screens (modes) over the services, keyboard first.
+
+Nothing heavy is imported here: screens import their services lazily through `Services`, and the
+discriminators / models load inside workers the first time a screen needs them.
+"""
 
 from __future__ import annotations
 
-from textual.app import App, ComposeResult
-from textual.widgets import Footer, Header, Static
+import sqlite3
+import traceback
+from collections.abc import Iterable
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+
+from engine.errors import ApcError
+
+from .screens import SCREENS_BY_MODE
+
+MODE_KEYS = {"characters": "f2", "chat": "f3", "annotate": "f4", "train": "f5", "evaluate": "f6"}
 
 
 class WorkbenchApp(App):
-    TITLE = "APC Workbench"
-    BINDINGS = [("q", "quit", "Quit")]
+    """The APC Workbench. `services` is the one `Services` object; screens receive it."""
 
-    def __init__(self, services):
+    TITLE = "APC Workbench"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        *(
+            Binding(key, f"app.go('{mode}')", mode.capitalize(), key_display=key.upper(), priority=True, show=False)
+            for mode, key in MODE_KEYS.items()
+        ),
+        Binding("f1", "app.help", "Help", key_display="F1", show=False),
+        Binding("question_mark", "app.help", "Help", show=False),
+        Binding("ctrl+q", "app.quit", "Quit", priority=True, show=False),
+    ]
+
+    character: reactive[str | None] = reactive(None)
+    """The character every screen works on (chosen on the Characters screen)."""
+
+    def __init__(self, services, *, start_mode: str = "characters"):
         super().__init__()
         self.services = services
+        self.start_mode = start_mode
+        for mode, screen_cls in SCREENS_BY_MODE.items():
+            self.add_mode(mode, lambda cls=screen_cls: cls(self.services))
 
-    def compose(self) -> ComposeResult:
-        yield Header()
-        names = ", ".join(self.services.characters.repo.names()) or "no characters"
-        yield Static(f"Characters: {names}")
-        yield Footer()
+    def on_mount(self) -> None:
+        names = self.services.characters.repo.names()
+        if names and self.character is None:
+            self.character = names[0]
+        self.switch_mode(self.start_mode)
+
+    # -- navigation -------------------------------------------------------------------------
+    def action_go(self, mode: str) -> None:
+        if mode != self.current_mode:
+            self.switch_mode(mode)
+
+    def open_chat(self, name: str) -> None:
+        self.character = name
+        self.action_go("chat")
+
+    def action_help(self) -> None:
+        from .screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The command palette lists every key of the current screen with its description."""
+        yield from super().get_system_commands(screen)
+        seen = set()
+        for active in screen.active_bindings.values():
+            b = active.binding
+            if not b.description or b.description in seen or not active.enabled:
+                continue
+            seen.add(b.description)
+            node = active.node
+            yield SystemCommand(
+                f"{b.description} ({b.key_display or b.key})",
+                b.tooltip or f"Key {b.key_display or b.key}",
+                lambda action=b.action, node=node: self.run_action(action, node),
+            )
+
+    # -- failures -------------------------------------------------------------------------
+    def report_failure(self, error: BaseException, action: str = "") -> None:
+        """Turn a failure into a notification that says what to do; never a crash."""
+        self.log.error("".join(traceback.format_exception(error)))
+        self.notify(failure_message(error), title=f"{action} failed" if action else "Failed", severity="error", timeout=12)
 
 
-def make_app(services) -> WorkbenchApp:
-    return WorkbenchApp(services)
+def failure_message(error: BaseException) -> str:
+    """One line: what went wrong and the fix (ApcError messages already carry their fix)."""
+    if isinstance(error, ApcError):
+        return str(error)
+    if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+        return f"the database is busy ({error}); a job may be writing: try again in a moment"
+    if isinstance(error, ModuleNotFoundError):
+        return f"{error}; install the app with its dependencies: `make setup` (or pip install -e .)"
+    if isinstance(error, MemoryError | RuntimeError) and "memory" in str(error).lower():
+        return f"out of memory ({error}); use a smaller model, device=cpu, or fewer candidates"
+    return f"{type(error).__name__}: {error} (unexpected: please report it with `apc doctor --json`)"
+
+
+def make_app(services, **options) -> WorkbenchApp:
+    return WorkbenchApp(services, **options)

@@ -25,6 +25,54 @@ class Services:
 
         return CharacterService(self.store)
 
+    @cached_property
+    def scoring(self):
+        from .services.scoring import ScoringService
+
+        return ScoringService(self.settings, self.store)
+
+    @cached_property
+    def models(self):
+        from .services.models import ModelPool
+
+        return ModelPool(self.settings)
+
+    @cached_property
+    def chat(self):
+        from .services.chat import ChatService
+
+        return ChatService(self.settings, self.store, self.models, self.scoring)
+
+    @cached_property
+    def synthesis(self):
+        from .services.synthesis import SynthesisService
+
+        return SynthesisService(self.settings, self.store, self.models)
+
+    @cached_property
+    def jobs(self):
+        from .services.jobs import JobService
+
+        return JobService(self)
+
+    @cached_property
+    def training(self):
+        from .services.training import TrainingService
+
+        return TrainingService(self)
+
+    @cached_property
+    def finetune(self):
+        from .services.finetune import FinetuneService
+
+        return FinetuneService(self)
+
+    @cached_property
+    def evaluation(self):
+        from .services.evaluation import EvaluationService
+
+        return EvaluationService(self)
+
 
 def build_services(settings: Settings) -> Services:
     return Services(settings)

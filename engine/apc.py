@@ -107,8 +107,6 @@ class ApcScorer:
             for key, row in zip(missing, probs, strict=True):
                 found[key] = float(row[yes])
                 self.cache.put(key, found[key])
-        elif progress is not None:
-            progress(0, 0, "relevance (cached)")
         return [np.array([found[k] for k in keys], dtype=np.float64) for keys in keyed]
 
     # -- APC -------------------------------------------------------------------------------

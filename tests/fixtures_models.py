@@ -84,3 +84,24 @@ def no_template_dir(tmp_path_factory, tiny_dir) -> Path:
     tok = AutoTokenizer.from_pretrained(tiny_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_dir)
     return _save_with_template(tok, model, tmp_path_factory.mktemp("no-template"), None)
+
+
+@pytest.fixture(scope="session")
+def openai_server():
+    """A real local OpenAI-compatible server (see tests/openai_server.py), shared per session."""
+    from tests.openai_server import FakeOpenAI
+
+    server = FakeOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_openai(openai_server, monkeypatch):
+    """The shared server, reset, with OPENAI_BASE_URL / OPENAI_API_KEY pointing at it."""
+    from tests.openai_server import KEY
+
+    openai_server.reset()
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    return openai_server

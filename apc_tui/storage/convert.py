@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from engine.types import ApcScore, Character, StatementScore, Statement, Turn
+from engine.types import ApcScore, Character, PreferencePair, StatementScore, Statement, Turn
 
 
 def statement_from_row(row: dict, passage: str | None = None) -> Statement:
@@ -80,3 +80,43 @@ def score_from_rows(head: dict, terms: list[dict]) -> ApcScore:
             for t in sorted(terms, key=lambda t: t["position"])
         ),
     )
+
+
+def pair_from_row(row: dict) -> PreferencePair:
+    return PreferencePair(
+        id=row["id"],
+        prompt=turns_from_json(row["prompt_json"]),
+        chosen=row["chosen"],
+        rejected=row["rejected"],
+        source=row["source"],
+        chosen_apc=row["chosen_apc"],
+        rejected_apc=row["rejected_apc"],
+        annotator=row["annotator"],
+        model_spec=row["model_spec"] or "",
+        method=row["method"] or "",
+        weight=row["weight"],
+    )
+
+
+def candidate_to_row(candidate, k: int | None) -> dict:
+    """A messages row (without ids) for a sampled assistant candidate (engine.types.Candidate)."""
+    return {
+        "role": "assistant",
+        "content": candidate.text,
+        "model_spec": candidate.model_spec,
+        "method": candidate.method,
+        "k": k,
+        "params_json": json.dumps(candidate.params.to_dict()),
+        "prompt_json": turns_to_json(candidate.prompt),
+        "retrieved_json": json.dumps(list(candidate.retrieved), ensure_ascii=False),
+        "origin": "model",
+    }
+
+
+def message_to_dict(row: dict) -> dict:
+    """A messages row for output: JSON columns decoded."""
+    out = {k: v for k, v in row.items() if not k.endswith("_json")}
+    out["params"] = json.loads(row["params_json"]) if row.get("params_json") else None
+    out["prompt"] = json.loads(row["prompt_json"]) if row.get("prompt_json") else None
+    out["retrieved"] = json.loads(row["retrieved_json"]) if row.get("retrieved_json") else []
+    return out

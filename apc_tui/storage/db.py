@@ -9,7 +9,29 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import sqlite_utils
+
+def _import_sqlite_utils():
+    """sqlite_utils imports pandas and numpy (~0.5 s) only to map their scalar types to columns.
+
+    We never store pandas/numpy objects, and the CLI and the TUI's first frame must stay fast:
+    hide both while sqlite_utils loads (unless something already imported them). A later
+    `import pandas` elsewhere works as usual.
+    """
+    import sys
+
+    hidden = [m for m in ("pandas", "numpy") if m not in sys.modules]
+    for m in hidden:
+        sys.modules[m] = None  # makes `import m` raise ImportError, which sqlite_utils tolerates
+    try:
+        import sqlite_utils
+    finally:
+        for m in hidden:
+            if sys.modules.get(m, 0) is None:
+                del sys.modules[m]
+    return sqlite_utils
+
+
+sqlite_utils = _import_sqlite_utils()
 
 from engine.errors import ConfigError
 

@@ -179,6 +179,9 @@ class JobRepo:
         )
         return rows[0] if rows else None
 
+    def children(self, job_id: int) -> list[dict]:
+        return list(self.store.db.query("SELECT * FROM jobs WHERE parent_job_id = ? ORDER BY id", [job_id]))
+
     def logs(self, job_id: int, *, after_id: int = 0, limit: int = 10_000) -> list[dict]:
         return list(
             self.store.db.query(

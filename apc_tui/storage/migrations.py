@@ -261,3 +261,16 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         );
         """
     )
+
+
+@migration
+def m002_eval_sample_parts(db: sqlite_utils.Database) -> None:
+    """Evaluation samples keep the active and passive parts (the tables report their means)."""
+    execute_script(
+        db,
+        """
+        ALTER TABLE eval_samples ADD COLUMN active REAL NOT NULL DEFAULT 0;
+        ALTER TABLE eval_samples ADD COLUMN passive REAL NOT NULL DEFAULT 0;
+        ALTER TABLE eval_samples ADD COLUMN n_statements INTEGER NOT NULL DEFAULT 0
+        """,
+    )

@@ -14,7 +14,7 @@ from engine.errors import ConfigError
 
 from .base import BaseChatModel, ChatModel, Completion, ModelSpec, complete
 
-__all__ = ["BaseChatModel", "ChatModel", "Completion", "ModelSpec", "complete", "load_model", "parse_spec", "BACKENDS"]
+__all__ = ["BaseChatModel", "ChatModel", "Completion", "ModelSpec", "complete", "is_meaningless", "load_model", "parse_spec", "BACKENDS"]
 
 
 def _load_tiny(spec: ModelSpec, device: str, **opts) -> ChatModel:
@@ -64,6 +64,11 @@ def parse_spec(spec: str) -> ModelSpec:
     if not rest:
         raise ConfigError(f"model spec {raw!r}: nothing after {scheme}:; {_USAGE}")
     return ModelSpec(scheme, rest, adapter, raw)
+
+
+def is_meaningless(spec: str | None) -> bool:
+    """Whether a stored model spec names the tiny smoke model (random weights: text means nothing)."""
+    return (spec or "").strip() == "tiny"
 
 
 def load_model(spec: str, device: str = "auto", **opts) -> ChatModel:

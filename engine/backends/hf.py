@@ -95,16 +95,13 @@ class HFChatModel(BaseChatModel):
     def _torch_dtype(self, dtype: str | None):
         import torch
 
-        if dtype:
-            try:
-                return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
-            except KeyError:
-                raise ConfigError(f"dtype {dtype!r}: use float32, float16 or bfloat16") from None
-        if self.device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if self.device == "mps":
-            return torch.float16
-        return torch.float32
+        from engine.device import torch_dtype
+
+        if not dtype:
+            return torch_dtype(self.device)
+        if dtype not in {"float32", "float16", "bfloat16"}:
+            raise ConfigError(f"dtype {dtype!r}: use float32, float16 or bfloat16")
+        return getattr(torch, dtype)
 
     def _load_model(self, dtype: str | None, load_in_4bit: bool, trust_remote_code: bool):
         from transformers import AutoModelForCausalLM
@@ -116,15 +113,12 @@ class HFChatModel(BaseChatModel):
             "local_files_only": self._offline(),
         }
         if load_in_4bit:
-            import torch
             from transformers import BitsAndBytesConfig
 
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=kwargs["dtype"], bnb_4bit_use_double_quant=True
             )
             kwargs["device_map"] = {"": self.device if ":" in self.device else f"{self.device}:0"}
-            del kwargs["dtype"]
-            kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         try:
             model = AutoModelForCausalLM.from_pretrained(self.name_or_path, **kwargs)
         except ImportError as exc:

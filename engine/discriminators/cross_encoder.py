@@ -90,6 +90,10 @@ class CrossEncoderDiscriminator:
         dev = resolve_device(device)
         if quant == "int8" and dev != "cpu":
             raise ConfigError(f"{source}: int8 dynamic quantization runs on the CPU only; use --device cpu")
+        if local and not any(Path(path).glob("*.safetensors")):
+            raise ModelError(
+                f"{source}: no *.safetensors weights (only safetensors are loaded); re-save the model with safetensors"
+            )
         tokenizer = _load_tokenizer(path, source, meta)
         if meta is not None and meta.adapter:
             model = _load_adapter_model(path, source, meta, trust_remote_code)
@@ -222,12 +226,11 @@ def _load_tokenizer(path: str, source: str, meta: DiscriminatorMeta | None):
 def _load_classifier(path: str, source: str, local: bool, trust_remote_code: bool):
     from transformers import AutoModelForSequenceClassification
 
-    if local and not any(Path(path).glob("*.safetensors")):
-        raise ModelError(f"{source}: no *.safetensors weights (only safetensors are loaded); re-save the model with safetensors")
     try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            path, use_safetensors=True, trust_remote_code=trust_remote_code, output_loading_info=True
-        )
+        with quiet_transformers():
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                path, use_safetensors=True, trust_remote_code=trust_remote_code, output_loading_info=True
+            )
     except OSError as exc:
         if not local:
             raise _offline_error(source) from exc
@@ -248,7 +251,7 @@ def _load_adapter_model(path: str, source: str, meta: DiscriminatorMeta, trust_r
 
     base = resolve_source(meta.base_model)
     try:
-        with _quiet_transformers():  # the base's fresh head is expected: the adapter carries the trained one
+        with quiet_transformers():  # the base's fresh head is expected: the adapter carries the trained one
             model = AutoModelForSequenceClassification.from_pretrained(
                 base, num_labels=len(meta.labels), use_safetensors=True, trust_remote_code=trust_remote_code
             )
@@ -257,22 +260,30 @@ def _load_adapter_model(path: str, source: str, meta: DiscriminatorMeta, trust_r
             raise _offline_error(meta.base_model) from exc
         raise ModelError(f"{source}: cannot load its base model {meta.base_model} ({_first_line(exc)})") from exc
     try:
-        model = PeftModel.from_pretrained(model, path)
+        with quiet_transformers():
+            model = PeftModel.from_pretrained(model, path)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"{source}: cannot load its LoRA adapter ({_first_line(exc)}); retrain it") from exc
     return model.merge_and_unload()  # plain modules again: faster inference, and int8 can apply
 
 
 @contextlib.contextmanager
-def _quiet_transformers():
+def quiet_transformers():
+    """No progress bars or info logs from transformers while loading (the CLI prints its own)."""
     from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
-        yield
+        with warnings.catch_warnings():
+            # peft still calls a transformers API that v5 marks deprecated; not actionable by our users
+            warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+            yield
     finally:
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _first_line(exc: Exception | None) -> str:

@@ -6,6 +6,7 @@ these bytes (the line of four spaces and the grammar mistakes included). Do not 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from engine.errors import ConfigError
@@ -56,13 +57,12 @@ Item = RelevanceItem | NliItem
 Rendered = str | tuple[str, str]  # one text, or a (text, text_pair) for a pair encoder
 
 
+_FIELD = re.compile(r"\{(character|statement|query|response)\}")
+
+
 def _fill(template: str, item: Item) -> str:
-    # str.replace, not str.format: statements may contain braces
-    text = template.replace("{character}", item.character).replace("{statement}", item.statement)
-    text = text.replace("{query}", item.query)
-    if isinstance(item, NliItem):
-        text = text.replace("{response}", item.response)
-    return text
+    # one pass over the template: braces inside a statement or response stay literal
+    return _FIELD.sub(lambda m: getattr(item, m.group(1)), template)
 
 
 class PaperFormat:

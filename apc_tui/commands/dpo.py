@@ -1,0 +1,189 @@
+"""`apc dpo pairs|list|train|export` and `apc adapters list`, `apc eu train`.
+
+Long commands run as jobs (`--detach` returns the job id at once); see commands/jobs.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import CharacterOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, echo_table, emit, services
+from .jobs import launch_job
+
+app = typer.Typer(no_args_is_help=True)
+adapters_app = typer.Typer(no_args_is_help=True)
+eu_app = typer.Typer(no_args_is_help=True)
+
+TrainModelOpt = Annotated[str, typer.Option("--model", "-m", help="Base model to train: tiny | hf:ID_OR_PATH.")]
+GenModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model that samples the candidates: tiny | hf:... | openai:...")]
+NameOpt = Annotated[str, typer.Option("--name", help="Adapter name (unique), e.g. koishi-dpo-1.")]
+EpochsOpt = Annotated[float | None, typer.Option("--epochs", help="Passes over the data (DPO default 10, EU 3).")]
+LoraROpt = Annotated[int | None, typer.Option("--lora-r", help="LoRA rank (default 128 on GPU, 16 on CPU).")]
+LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate (default 2e-4).")]
+FourBitOpt = Annotated[bool, typer.Option("--4bit", help="QLoRA: 4-bit base (CUDA + bitsandbytes only).")]
+MaxStepsOpt = Annotated[int | None, typer.Option("--max-steps", help="Stop after N optimizer steps (quick runs).")]
+MaxLenOpt = Annotated[int | None, typer.Option("--max-length", help="Max tokens of prompt + reply.")]
+AccumOpt = Annotated[int | None, typer.Option("--grad-accum", help="Gradient accumulation steps (default 8).")]
+
+
+def _done_line(row: dict) -> str:
+    return f"job {row['id']} done: {row['artifacts']}"
+
+
+@app.command("pairs")
+def pairs(
+    ctx: typer.Context,
+    character: CharacterOpt,
+    model: GenModelOpt,
+    method: Annotated[str, typer.Option("--method", help="Prompting method: none | lcm | rag.")] = "rag",
+    k: KOpt = None,
+    max_pairs: Annotated[int, typer.Option("--max", help="Stop after this many kept pairs (paper: ~100).")] = 100,
+    margin: Annotated[float, typer.Option("--margin", help="Keep a pair when |APC(a) - APC(b)| > margin.")] = 0.2,
+    profile: ProfileOpt = None,
+    device: DeviceOpt = None,
+    detach: DetachOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sample two replies per train query, score both with APC, keep pairs that differ by > margin."""
+    svc = services(ctx).training
+    config, cid = svc.pairs_config(character, model, method=method, k=k or 5, max_pairs=max_pairs, margin=margin,
+                                   profile=profile, device=device)  # fmt: skip
+    row = launch_job(ctx, "pairs", config, character_id=cid, detach=detach, as_json=as_json)
+    if not detach:
+        emit({"job_id": row["id"], **row["artifacts"]}, as_json,
+             lambda d: typer.echo(f"{d['pairs_kept']} pairs kept from {d['queries']} queries (job {d['job_id']}); "
+                                  f"see `apc dpo list --character {config['character']!r}`"))
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    character: CharacterOpt,
+    source: Annotated[str | None, typer.Option("--source", help="apc | human | edited")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The character's training pairs with provenance (APC, human label or edited ideal reply)."""
+    rows = services(ctx).training.list_pairs(character, source)
+
+    def render(rows: list[dict]) -> None:
+        cells = [{
+            **r,
+            "apc": "" if r["chosen_apc"] is None else f"{r['chosen_apc']:.2f}" + ("" if r["rejected_apc"] is None else f" > {r['rejected_apc']:.2f}"),
+            "who": r["annotator"] or "", "chosen_s": r["chosen"].replace("\n", " "), "rejected_s": r["rejected"].replace("\n", " "),
+        } for r in rows]  # fmt: skip
+        echo_table(cells, [("id", "ID"), ("source", "SOURCE"), ("apc", "APC"), ("who", "BY"), ("chosen_s", "CHOSEN"), ("rejected_s", "REJECTED")],
+                   empty="no pairs yet: `apc dpo pairs --character NAME --model SPEC` or label replies in the TUI")
+        if rows:
+            by = {s: sum(r["source"] == s for r in rows) for s in ("apc", "human", "edited")}
+            typer.echo(f"{len(rows)} pairs: {by['apc']} apc, {by['human']} human, {by['edited']} edited")
+
+    emit(rows, as_json, render)
+
+
+def _settings(**kw) -> dict:
+    return {k: v for k, v in kw.items() if v is not None and v is not False}
+
+
+@app.command("train")
+def train(
+    ctx: typer.Context,
+    character: CharacterOpt,
+    model: TrainModelOpt,
+    name: NameOpt,
+    epochs: EpochsOpt = None,
+    lora_r: LoraROpt = None,
+    beta: Annotated[float | None, typer.Option("--beta", help="DPO beta (default 0.1).")] = None,
+    lr: LrOpt = None,
+    four_bit: FourBitOpt = False,
+    weighted: Annotated[bool, typer.Option("--weighted", help="Weight each pair by its APC gap (paper Eq. 9 variant).")] = False,
+    max_steps: MaxStepsOpt = None,
+    max_length: MaxLenOpt = None,
+    grad_accum: AccumOpt = None,
+    device: DeviceOpt = None,
+    detach: DetachOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a LoRA adapter with DPO on the character's pairs (the base model is the reference)."""
+    settings = _settings(epochs=epochs, lora_r=lora_r, beta=beta, learning_rate=lr, use_4bit=four_bit, weighted=weighted,
+                         max_steps=max_steps, max_length=max_length, grad_accum=grad_accum, device=device)  # fmt: skip
+    config, cid = services(ctx).finetune.train_config("dpo", character, model, name, settings)
+    row = launch_job(ctx, "dpo", config, character_id=cid, detach=detach, as_json=as_json)
+    if not detach:
+        emit({"job_id": row["id"], **row["artifacts"]}, as_json, _render_adapter)
+
+
+def _render_adapter(d: dict) -> None:
+    m = d.get("metrics", {})
+    loss = f"loss {m.get('first_loss', float('nan')):.4f} -> {m.get('loss', float('nan')):.4f}" if "loss" in m else ""
+    typer.echo(f"adapter {d['adapter']!r} trained in {m.get('steps', '?')} steps; {loss}")
+    if "rewards/margins" in m:
+        typer.echo(f"reward margin {m['rewards/margins']:.4f}, accuracy {m.get('rewards/accuracies', float('nan')):.2f}")
+    typer.echo(f"load it with: --model {d['spec']}")
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    character: CharacterOpt,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="trl | llama-factory | openrlhf | hf")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="File (trl, openrlhf) or new directory (llama-factory, hf).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Export the training pairs for another trainer (no keys, no local paths)."""
+    files = services(ctx).training.export(character, fmt, out)
+    emit({"format": fmt, "files": [str(f) for f in files]}, as_json, lambda d: typer.echo("wrote " + ", ".join(d["files"])))
+
+
+@adapters_app.command("list")
+def adapters_list(
+    ctx: typer.Context,
+    character: Annotated[str | None, typer.Option("--character", "-c", help="Only this character's adapters.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Trained adapters with their lineage (base model, pairs hash, metrics, job)."""
+    rows = services(ctx).finetune.list_adapters(character)
+
+    def render(rows: list[dict]) -> None:
+        cells = [{**r, "loss": f"{r['metrics'].get('loss', float('nan')):.3f}" if "loss" in r["metrics"] else "",
+                  "pairs": len(r["pair_ids"]) if r["pair_ids"] is not None else "", "ok": "" if r["present"] else "MISSING"}
+                 for r in rows]  # fmt: skip
+        echo_table(cells, [("name", "NAME"), ("kind", "KIND"), ("character", "CHARACTER"), ("base_model", "BASE"),
+                           ("pairs", "PAIRS"), ("loss", "LOSS"), ("job_id", "JOB"), ("ok", "FILES"), ("created_at", "CREATED")],
+                   empty="no adapters yet: `apc dpo train` or `apc eu train`")  # fmt: skip
+
+    emit(rows, as_json, render)
+
+
+@eu_app.command("train")
+def eu_train(
+    ctx: typer.Context,
+    character: CharacterOpt,
+    model: TrainModelOpt,
+    name: NameOpt,
+    epochs: EpochsOpt = None,
+    lora_r: LoraROpt = None,
+    lr: LrOpt = None,
+    four_bit: FourBitOpt = False,
+    max_steps: MaxStepsOpt = None,
+    max_length: MaxLenOpt = None,
+    grad_accum: AccumOpt = None,
+    device: DeviceOpt = None,
+    detach: DetachOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Experience upload: LoRA SFT on dialogues from the statements (evaluate it with --methods eu)."""
+    settings = _settings(epochs=epochs, lora_r=lora_r, learning_rate=lr, use_4bit=four_bit, max_steps=max_steps,
+                         max_length=max_length, grad_accum=grad_accum, device=device)  # fmt: skip
+    config, cid = services(ctx).finetune.train_config("eu", character, model, name, settings)
+    row = launch_job(ctx, "eu", config, character_id=cid, detach=detach, as_json=as_json)
+    if not detach:
+        emit({"job_id": row["id"], **row["artifacts"]}, as_json, _render_adapter)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="dpo", help="Preference pairs (APC + human labels), DPO training and exports.")
+    root.add_typer(adapters_app, name="adapters", help="Trained LoRA adapters and their lineage.")
+    root.add_typer(eu_app, name="eu", help="Experience upload: fine-tune the persona into a LoRA adapter.")

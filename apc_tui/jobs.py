@@ -1,0 +1,232 @@
+"""Long work as jobs: recorded in the DB, run in a detached process that survives the TUI and SSH.
+
+    start_job(services, kind, config, detach=True)   -> row queued, worker spawned, id returned
+    start_job(services, kind, config, detach=False)  -> the same code path in this process
+    python -m apc_tui.jobs run ID                    -> the worker entry point
+
+The worker heartbeats from a thread; that thread also reads `cancel_requested` and sets the
+`threading.Event` the engine work polls, so a cancel stops training between steps, cleanly.
+Each kind's handler lives with its service and is imported only when a job of that kind runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.errors import ApcError, Cancelled, InputError
+
+from .storage.jobs import JobRepo
+
+HEARTBEAT_S = 1.0
+
+# kind -> "module:function"; the function is handler(services, ctx) -> artifacts dict.
+HANDLERS: dict[str, str] = {
+    "synth": "apc_tui.services.pipeline:run_synth_job",
+    "disc_train": "apc_tui.services.pipeline:run_disc_train_job",
+    "pairs": "apc_tui.services.training:run_pairs_job",
+    "dpo": "apc_tui.services.finetune:run_dpo_job",
+    "eu": "apc_tui.services.finetune:run_eu_job",
+    "eval": "apc_tui.services.evaluation:run_eval_job",
+    "pipeline": "apc_tui.services.pipeline:run_pipeline_job",
+}
+
+
+def handler_for(kind: str) -> Callable:
+    if kind not in HANDLERS:
+        raise InputError(f"unknown job kind {kind!r}; known: {', '.join(HANDLERS)}")
+    module, _, name = HANDLERS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def jobs_dir(services) -> Path:
+    """Job logs and work directories live beside the database."""
+    return Path(services.settings.db_path).expanduser().parent / "jobs"
+
+
+class JobContext:
+    """What a handler gets: its config and checkpoint, and the ways to report back."""
+
+    def __init__(self, services, repo: JobRepo, row: dict, stop: threading.Event):
+        import json
+
+        self.services = services
+        self.repo = repo
+        self.job_id: int = row["id"]
+        self.kind: str = row["kind"]
+        self.character_id: int | None = row["character_id"]
+        self.config: dict = json.loads(row["config_json"] or "{}")
+        self.checkpoint: dict = json.loads(row["checkpoint_json"]) if row["checkpoint_json"] else {}
+        self.stop = stop
+        self.work_dir = jobs_dir(services) / str(self.job_id)
+        self._progress: tuple[float, str] | None = None
+        self._lock = threading.Lock()
+
+    def progress(self, done: int, total: int, text: str = "") -> None:
+        """Engine-shaped callback; kept in memory and written by the heartbeat (no DB write per step)."""
+        with self._lock:
+            self._progress = (done / total if total else 0.0, text or f"{done}/{total}")
+
+    def take_progress(self) -> tuple[float, str] | None:
+        with self._lock:
+            value, self._progress = self._progress, None
+            return value
+
+    def log(self, message: str, level: str = "info") -> None:
+        self.repo.log(self.job_id, message, level)
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        self.repo.metrics_add(self.job_id, step, values)
+
+    def save_checkpoint(self, checkpoint: dict) -> None:
+        self.checkpoint = dict(checkpoint)
+        self.repo.save_checkpoint(self.job_id, self.checkpoint)
+
+    def check_stop(self) -> None:
+        if self.stop.is_set():
+            raise Cancelled(f"job {self.job_id} cancelled")
+
+
+class _Heartbeat(threading.Thread):
+    """Writes liveness + progress every HEARTBEAT_S; sets `stop` when a cancel is requested."""
+
+    def __init__(self, ctx: JobContext, parent_stop: threading.Event | None):
+        super().__init__(name=f"job-{ctx.job_id}-heartbeat", daemon=True)
+        self.ctx, self.parent_stop = ctx, parent_stop
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(HEARTBEAT_S):
+            self.beat()
+
+    def beat(self) -> None:
+        prog = self.ctx.take_progress()
+        cancel = self.ctx.repo.heartbeat(self.ctx.job_id, *(prog if prog else (None, None)))
+        if cancel or (self.parent_stop is not None and self.parent_stop.is_set()):
+            self.ctx.stop.set()
+
+
+def run_job(services, job_id: int, *, parent_stop: threading.Event | None = None, stop: threading.Event | None = None) -> dict:
+    """Run a queued job in this process to its end; returns the final row. Never raises for job errors."""
+    repo = JobRepo(services.store)
+    row = repo.claim(job_id, os.getpid())
+    stop = stop or threading.Event()
+    ctx = JobContext(services, repo, row, stop)
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    beat = _Heartbeat(ctx, parent_stop)
+    beat.start()
+    ctx.log(f"started {row['kind']} job in process {os.getpid()}" + (" (resuming from checkpoint)" if ctx.checkpoint else ""))
+    try:
+        artifacts = handler_for(row["kind"])(services, ctx)
+    except (Cancelled, KeyboardInterrupt):
+        ctx.log("cancelled; stopped cleanly", "warning")
+        _finish(repo, beat, job_id, "cancelled")
+    except ApcError as exc:
+        ctx.log(str(exc), "error")
+        _finish(repo, beat, job_id, "failed", error=str(exc))
+    except Exception as exc:  # a bug or a library failure: record it in full, never lose it
+        ctx.log(traceback.format_exc(), "error")
+        _finish(repo, beat, job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+    else:
+        ctx.log("done")
+        _finish(repo, beat, job_id, "done", artifacts=artifacts or {})
+    return repo.get(job_id)
+
+
+def _finish(repo: JobRepo, beat: _Heartbeat, job_id: int, status: str, **kw) -> None:
+    beat.done.set()
+    beat.join()
+    prog = beat.ctx.take_progress()
+    if prog and status != "done":
+        repo.heartbeat(job_id, *prog)
+    repo.finish(job_id, status, **kw)
+
+
+def spawn(services, job_id: int) -> subprocess.Popen:
+    """Start the detached worker: its own session, so closing the TUI or the SSH link spares it."""
+    log_path = jobs_dir(services) / f"{job_id}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    settings = services.settings
+    env = {**os.environ, "APC_DB": str(settings.db_path), "APC_ADAPTERS_DIR": str(settings.adapters_dir)}
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "apc_tui.jobs", "run", str(job_id)],
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            close_fds=True,
+        )
+
+
+def start_job(services, kind: str, config: dict, *, character_id: int | None = None, detach: bool = False,
+              parent_job_id: int | None = None) -> dict:
+    """Record a job and run it: detached (returns the queued row) or here (returns the final row)."""
+    handler_for(kind)  # refuse an unknown kind before writing anything
+    repo = JobRepo(services.store)
+    job_id = repo.create(kind, config, character_id=character_id, parent_job_id=parent_job_id)
+    return launch(services, job_id, detach=detach)
+
+
+def launch(services, job_id: int, *, detach: bool) -> dict:
+    if detach:
+        proc = spawn(services, job_id)
+        row = JobRepo(services.store).get(job_id)
+        return {**row, "spawned_pid": proc.pid}
+    return run_foreground(services, job_id)
+
+
+def resume_job(services, job_id: int, *, detach: bool = False) -> dict:
+    JobRepo(services.store).reset_for_resume(job_id)
+    return launch(services, job_id, detach=detach)
+
+
+def run_foreground(services, job_id: int) -> dict:
+    """Run here; the first Ctrl-C asks the job to stop cleanly (a second one interrupts hard)."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        return run_job(services, job_id, stop=stop)
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum, frame):
+        sys.stderr.write("\nstopping the job cleanly (Ctrl-C again to interrupt)...\n")
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return run_job(services, job_id, stop=stop)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or argv[0] != "run" or not argv[1].isdigit():
+        sys.stderr.write("usage: python -m apc_tui.jobs run JOB_ID\n")
+        return 2
+    from .config import load_settings
+    from .factory import build_services
+
+    services = build_services(load_settings())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())  # `kill PID` stops cleanly too
+    try:
+        row = run_job(services, int(argv[1]), stop=stop)
+    except ApcError as exc:  # the job could not even be claimed
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    sys.stdout.write(f"job {row['id']} {row['status']}\n")
+    return 0 if row["status"] == "done" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

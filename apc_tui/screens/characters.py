@@ -1,0 +1,250 @@
+"""Characters: the list (statements, language, last ΔAPC), import, export and the statement editor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Label, Static
+
+from ..widgets.format import fmt_signed
+from .base import WorkbenchScreen
+from .dialogs import Confirm, ExportDialog, TextPrompt
+from .file_picker import FilePicker
+
+
+class CharactersScreen(WorkbenchScreen):
+    MODE = "characters"
+    LABEL = "Characters"
+    BINDINGS = [
+        Binding("enter", "chat", "Chat", show=True),
+        Binding("i", "import", "Import"),
+        Binding("x", "export", "Export"),
+        Binding("a", "add_statement", "Add statement"),
+        Binding("e", "edit_statement", "Edit statement"),
+        Binding("space", "toggle_statement", "Enable/disable"),
+        Binding("D", "delete", "Delete character", show=False),
+        Binding("left", "focus_pane('character-table')", "Characters pane", show=False, priority=True),
+        Binding("right", "focus_pane('statement-table')", "Statements pane", show=False, priority=True),
+    ]
+
+    class Imported(Message):
+        def __init__(self, results: list) -> None:
+            super().__init__()
+            self.results = results
+
+    class Changed(Message):
+        """Statements or characters were written; reload and keep the cursor on `statement_id`."""
+
+        def __init__(self, name: str | None, statement_id: int | None = None, note: str = "") -> None:
+            super().__init__()
+            self.name, self.statement_id, self.note = name, statement_id, note
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="characters-body"):
+            with Vertical(id="character-pane", classes="pane"):
+                yield Label("Characters", classes="pane-title")
+                yield DataTable(id="character-table", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="statement-pane", classes="pane"):
+                yield Label("Statements", id="statement-title", classes="pane-title")
+                yield DataTable(id="statement-table", cursor_type="row")
+                with VerticalScroll(id="statement-detail-box"):
+                    yield Static(id="statement-detail")
+
+    def on_mount(self) -> None:
+        chars = self.query_one("#character-table", DataTable)
+        chars.add_columns("Name", "Lang", "Stmts", "ΔAPC")
+        self.query_one("#statement-table", DataTable).add_columns("#", "On", "Origin", "Statement")
+        self.reload(self.character)
+        chars.focus()
+
+    def on_screen_resume(self) -> None:
+        self.reload(self.character)
+
+    def on_resize(self) -> None:
+        if self.character:
+            s = self._selected_statement()
+            self._show_statements(self.character, s.id if s else None)
+
+    # -- data -----------------------------------------------------------------------------
+    def reload(self, name: str | None = None, statement_id: int | None = None) -> None:
+        table = self.query_one("#character-table", DataTable)
+        rows = self.services.characters.list()
+        table.clear()
+        for r in rows:
+            delta = fmt_signed(r["last_delta_apc"]) if r["last_delta_apc"] is not None else "–"
+            stmts = f"{r['enabled']}/{r['statements']}" if r["enabled"] != r["statements"] else str(r["statements"])
+            table.add_row(r["name"], r["language"], stmts, delta, key=r["name"])
+        if not rows:
+            self._show_statements(None)
+            self.query_one("#statement-detail", Static).update("No characters yet: press i to import a file.")
+            return
+        names = [r["name"] for r in rows]
+        target = name if name in names else names[0]
+        table.move_cursor(row=names.index(target))
+        self._show_statements(target, statement_id)
+
+    def _show_statements(self, name: str | None, statement_id: int | None = None) -> None:
+        table = self.query_one("#statement-table", DataTable)
+        table.clear()
+        if name is None:
+            self.query_one("#statement-title", Label).update("Statements")
+            return
+        if self.app.character != name:
+            self.app.character = name
+        c = self.services.characters.get(name)
+        self.query_one("#statement-title", Label).update(f"{c.name} · {len(c.statements)} statements · {c.language}")
+        room = max(20, (table.size.width or self.app.size.width - 40) - 20)
+        for i, s in enumerate(c.statements, 1):
+            text = s.text if len(s.text) <= room else s.text[: room - 1] + "…"
+            table.add_row(str(i), "✓" if s.enabled else "·", s.origin, text, key=str(s.id))
+        ids = [s.id for s in c.statements]
+        if statement_id in ids:
+            table.move_cursor(row=ids.index(statement_id))
+        self._show_detail()
+
+    def _selected_statement(self):
+        table = self.query_one("#statement-table", DataTable)
+        if not self.character or table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return next((s for s in self.services.characters.get(self.character).statements if str(s.id) == key), None)
+
+    def _show_detail(self) -> None:
+        s = self._selected_statement()
+        detail = self.query_one("#statement-detail", Static)
+        if s is None:
+            detail.update("")
+            return
+        state = "enabled" if s.enabled else "disabled (not scored, not retrieved)"
+        passage = s.source_passage or "(no source passage: added by hand or from a statements file)"
+        detail.update(f"[b]origin[/b] {s.origin} · {state}\n[b]source passage[/b]\n{_escape(passage)}")
+
+    @on(DataTable.RowHighlighted, "#character-table")
+    def _character_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value and event.row_key.value != self.app.character:
+            self._show_statements(event.row_key.value)
+
+    @on(DataTable.RowHighlighted, "#statement-table")
+    def _statement_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+
+    @on(DataTable.RowSelected, "#character-table")
+    def _character_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_chat()
+
+    @on(DataTable.RowSelected, "#statement-table")
+    def _statement_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_edit_statement()
+
+    # -- actions --------------------------------------------------------------------------
+    def action_focus_pane(self, table_id: str) -> None:
+        self.query_one(f"#{table_id}", DataTable).focus()
+
+    def action_chat(self) -> None:
+        if self.character:
+            self.app.open_chat(self.character)
+
+    def action_import(self) -> None:
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.import_file(path)
+
+        self.app.push_screen(FilePicker(Path.cwd()), chosen)
+
+    @work(thread=True, exclusive=True, group="characters-import", exit_on_error=False, description="Import")
+    def import_file(self, path: Path) -> None:
+        self.post_message(self.Imported(self.services.characters.import_files([path])))
+
+    def on_characters_screen_imported(self, message: Imported) -> None:
+        for r in message.results:
+            verb = "imported" if r.created else "updated"
+            drafted = f", {r.drafted} drafted from the text (edit them)" if r.drafted else ""
+            self.notify(f"{verb} {r.name}: {r.statements} statements{drafted}", title="Import")
+        self.reload(message.results[-1].name if message.results else self.character)
+
+    def action_export(self) -> None:
+        if not self.character:
+            return
+        from ..exporters import FORMATS
+
+        slug = "_".join(self.character.lower().split())
+        default = str(Path.cwd() / f"{slug}.json")
+
+        def chosen(answer: tuple[str, str] | None) -> None:
+            if answer:
+                self.export(self.character, *answer)
+
+        self.app.push_screen(ExportDialog(self.character, FORMATS, default), chosen)
+
+    @work(thread=True, exclusive=True, group="characters-export", exit_on_error=False, description="Export")
+    def export(self, name: str, fmt: str, out: str) -> None:
+        path = self.services.characters.export(name, fmt, Path(out).expanduser())
+        self.app.call_from_thread(self.notify, f"{name} → {path} ({fmt})", title="Exported")
+
+    def action_add_statement(self) -> None:
+        name = self.character
+        if not name:
+            return
+
+        def done(text: str | None) -> None:
+            if text is not None:
+                self.write("add", name, text)
+
+        hint = f"One short fact that names the character, e.g. “{name} lives in …”."
+        self.app.push_screen(TextPrompt(f"New statement for {name}", hint=hint), done)
+
+    def action_edit_statement(self) -> None:
+        s = self._selected_statement()
+        if s is None:
+            return
+
+        def done(text: str | None) -> None:
+            if text is not None and text != s.text:
+                self.write("edit", self.character, text, s.id)
+
+        self.app.push_screen(TextPrompt("Edit statement", s.text), done)
+
+    def action_toggle_statement(self) -> None:
+        s = self._selected_statement()
+        if s is not None:
+            self.write("enable" if not s.enabled else "disable", self.character, "", s.id)
+
+    def action_delete(self) -> None:
+        name = self.character
+        if not name:
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.write("delete", name, "")
+
+        self.app.push_screen(Confirm(f"Delete {name} with its conversations, labels and scores?"), done)
+
+    @work(thread=True, group="characters-write", exit_on_error=False, description="Save")
+    def write(self, op: str, name: str, text: str, statement_id: int | None = None) -> None:
+        svc = self.services.characters
+        if op == "add":
+            statement_id = svc.add_statement(name, text)
+        elif op == "edit":
+            svc.edit_statement(statement_id, text)
+        elif op in ("enable", "disable"):
+            svc.set_enabled(statement_id, op == "enable")
+        elif op == "delete":
+            svc.delete(name)
+            self.app.call_from_thread(setattr, self.app, "character", None)
+            name = None
+        self.post_message(self.Changed(name, statement_id))
+
+    def on_characters_screen_changed(self, message: Changed) -> None:
+        self.reload(message.name, message.statement_id)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

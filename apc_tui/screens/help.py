@@ -1,0 +1,58 @@
+"""The help screen (? / F1): what APC means and every key of the screen it was opened from."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Markdown
+
+ABOUT = """\
+# APC Workbench
+
+**APC** (Active-Passive-Constraint) scores how faithful a reply is to the character's persona
+statements: a *relevant* statement must be **entailed**, an irrelevant one must only not be
+**contradicted**. APC grows with the number of statements, so it is shown beside the count.
+**ΔAPC** = APC minus the score of a reply neutral to every statement: near 0 for an uninformative
+reply, positive for a faithful one, negative for a contradicting one.
+
+The **WHY** panel lists the statements that separate two candidates most (difference of their
+per-statement Δterm) with the relevance (yes), entailment (ent) and contradiction (con)
+probabilities behind each.
+
+Screens: **F2** characters · **F3** chat · **F4** annotate · **F5** train · **F6** evaluate.
+**Ctrl+P** opens the command palette (every key below is there too), **Ctrl+Q** quits.
+Long work runs in the background; training and evaluation run as jobs that survive the app
+(`apc jobs list` shows them too).
+"""
+
+
+def keys_table(screen: Screen) -> str:
+    rows, seen = [], set()
+    for active in screen.active_bindings.values():
+        b = active.binding
+        if not b.description or b.description in seen:
+            continue
+        seen.add(b.description)
+        key = b.key_display or b.key.replace("question_mark", "?")
+        rows.append(f"| `{key}` | {b.description} |")
+    return "| key | action |\n|---|---|\n" + "\n".join(rows)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape,q,f1,question_mark", "close", "Close help"),
+    ]
+
+    def __init__(self, under: Screen):
+        super().__init__(id="help")
+        self.under = under
+
+    def compose(self) -> ComposeResult:
+        title = getattr(self.under, "LABEL", "") or "the workbench"
+        with VerticalScroll(id="help-body"):
+            yield Markdown(ABOUT + f"\n## Keys on {title}\n\n" + keys_table(self.under))
+
+    def action_close(self) -> None:
+        self.dismiss(None)

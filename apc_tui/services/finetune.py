@@ -1,0 +1,138 @@
+"""LoRA training use cases (DPO and EU) and the adapter registry with lineage.
+
+An adapter row records the base model spec, the exact pair ids and the sha256 of the pairs it was
+trained on, the settings, the final metrics and the job that made it; it reloads through
+`hf:<base>+lora:<path>` (see `spec_for`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from engine.errors import InputError
+
+from ..storage.adapters import AdapterRepo, adapter_to_dict
+from ..storage.characters import CharacterRepo
+from ..storage.pairs import PairRepo
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+
+class FinetuneService:
+    def __init__(self, services):
+        self.services = services
+        self.store = services.store
+        self.adapters = AdapterRepo(self.store)
+        self.characters = CharacterRepo(self.store)
+
+    # -- configs for jobs ------------------------------------------------------------------------
+    def train_config(self, kind: str, character: str, model: str, name: str, settings: dict) -> tuple[dict, int]:
+        """(job config, character id) for a `dpo` or `eu` job; refuses a taken name or bad settings now."""
+        from engine.dpo_train import DpoSettings
+        from engine.eu_train import EuSettings
+
+        if not _NAME.match(name or ""):
+            raise InputError(f"adapter name {name!r}: use letters, digits, . _ - (up to 80), e.g. koishi-dpo-1")
+        if self.adapters.exists(name):
+            raise InputError(f"an adapter named {name!r} exists already; pick another --name")
+        if model.startswith("openai:"):
+            raise InputError(f"--model {model}: an API model cannot be fine-tuned here; use tiny or hf:ID_OR_PATH")
+        cls = DpoSettings if kind == "dpo" else EuSettings
+        settings = {k: v for k, v in settings.items() if v is not None}
+        settings.setdefault("device", self.services.settings.device)
+        cls.from_dict(settings)  # unknown keys and bad types fail here, not in the worker
+        row = self.characters.row(character)
+        return {"character": row["name"], "model": model, "name": name, "settings": settings}, row["id"]
+
+    # -- adapters ---------------------------------------------------------------------------------
+    def list_adapters(self, character: str | None = None) -> list[dict]:
+        cid = self.characters.row(character)["id"] if character else None
+        out = []
+        for row in self.adapters.list(cid):
+            d = adapter_to_dict(row)
+            d["spec"] = self.spec_for(row)
+            d["present"] = (Path(row["path"]) / "adapter_config.json").is_file()
+            out.append(d)
+        return out
+
+    def adapter(self, name: str) -> dict:
+        return self.adapters.get(name)
+
+    @staticmethod
+    def spec_for(row: dict) -> str:
+        from engine.backends import parse_spec
+
+        parsed = parse_spec(row["base_model"])
+        base = parsed.name if parsed.scheme == "hf" else row["base_model"]
+        if parsed.scheme == "tiny":  # the tiny base lives in the cache dir; resolve it lazily (builds it)
+            from engine.backends.tiny import tiny_model_dir
+
+            base = str(tiny_model_dir())
+        return f"hf:{base}+lora:{row['path']}"
+
+    def register(self, ctx, kind: str, result, *, pair_ids: list[int] | None = None, pairs_hash: str | None = None) -> dict:
+        cfg = ctx.config
+        adapter_id = self.adapters.add(
+            name=cfg["name"], kind=kind, base_model=cfg["model"], path=str(Path(result.adapter_dir).resolve()),
+            character_id=ctx.character_id, config=cfg["settings"], metrics=result.metrics, job_id=ctx.job_id,
+            pairs_hash=pairs_hash, pair_ids=pair_ids,
+        )  # fmt: skip
+        row = self.adapters.get_by_id(adapter_id)
+        ctx.log(f"adapter {cfg['name']!r} registered; load it with --model {self.spec_for(row)}")
+        return {"adapter": cfg["name"], "adapter_id": adapter_id, "spec": self.spec_for(row), "metrics": result.metrics}
+
+    def out_dir(self, name: str) -> Path:
+        return Path(self.services.settings.adapters_dir).expanduser() / name
+
+
+def _train_hooks(ctx) -> dict:
+    """progress / stop / metrics / checkpoint wiring shared by both training jobs."""
+    def on_checkpoint(path: str) -> None:
+        ctx.save_checkpoint({**ctx.checkpoint, "trainer_checkpoint": path})
+        ctx.log(f"checkpoint saved: {Path(path).name}")
+
+    resume = ctx.checkpoint.get("trainer_checkpoint")
+    if resume and not Path(resume).is_dir():
+        ctx.log(f"checkpoint {resume} is gone; training restarts from step 0", "warning")
+        resume = None
+    elif resume:
+        ctx.log(f"resuming from {Path(resume).name}")
+    return {"progress": ctx.progress, "stop": ctx.stop, "on_metrics": ctx.metrics, "on_checkpoint": on_checkpoint,
+            "resume_from": resume}  # fmt: skip
+
+
+def run_dpo_job(services, ctx) -> dict:
+    from engine.dpo import pairs_sha256
+    from engine.dpo_train import DpoSettings, train_dpo
+
+    svc: FinetuneService = services.finetune
+    cfg = ctx.config
+    if "pair_ids" in ctx.checkpoint:  # a resumed run trains on exactly the pairs it started with
+        pairs = PairRepo(services.store).by_ids(ctx.checkpoint["pair_ids"])
+    else:
+        pairs = services.training.training_pairs(ctx.character_id)
+        ctx.save_checkpoint({"pair_ids": [i for i, _ in pairs]})
+    if not pairs:
+        raise InputError(f"{cfg['character']!r} has no preference pairs; run `apc dpo pairs` or label replies in the TUI first")
+    ids, plain = [i for i, _ in pairs], [p for _, p in pairs]
+    settings = DpoSettings.from_dict(cfg["settings"])
+    ctx.log(f"DPO on {len(plain)} pairs, base {cfg['model']}, beta {settings.beta}, lr {settings.learning_rate}")
+    result = train_dpo(cfg["model"], plain, settings, svc.out_dir(cfg["name"]), **_train_hooks(ctx))
+    return svc.register(ctx, "dpo", result, pair_ids=ids, pairs_hash=pairs_sha256(plain))
+
+
+def run_eu_job(services, ctx) -> dict:
+    from engine.eu_train import EuSettings, eu_dialogues, train_eu
+
+    svc: FinetuneService = services.finetune
+    cfg = ctx.config
+    character = svc.characters.get(cfg["character"])
+    repo = PairRepo(services.store)
+    entailed = repo.entailed_replies(character.id)
+    dialogues = eu_dialogues(character, entailed, [] if entailed else repo.query_statements(character.id))
+    origin = dialogues[0].origin
+    ctx.log(f"EU on {len(dialogues)} dialogues ({'teacher replies' if origin == 'teacher' else 'built from statements'})")
+    result = train_eu(cfg["model"], dialogues, EuSettings.from_dict(cfg["settings"]), svc.out_dir(cfg["name"]), **_train_hooks(ctx))
+    result.metrics["dialogue_origin"] = origin
+    return svc.register(ctx, "eu", result)

@@ -1,0 +1,150 @@
+"""Scoring use cases: APC of responses, discriminator evaluation and training.
+
+The discriminator pair loads lazily, once per (profile, device), on first use: commands that
+never score never import torch.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import InputError
+from engine.types import ApcScore
+
+from ..config import Settings
+from ..storage import Store
+from ..storage.characters import CharacterRepo
+from ..storage.scores import ScoreRepo
+
+
+@dataclass(frozen=True)
+class ScoringResult:
+    character: str
+    profile: str
+    statements: tuple[str, ...]
+    query: str
+    scores: list[ApcScore]
+    score_ids: list[int] = field(default_factory=list)
+    notes: tuple[str, ...] = ()  # e.g. judge answers read from text instead of log-probs
+
+    def to_dict(self) -> dict:
+        return {
+            "character": self.character,
+            "profile": self.profile,
+            "n_statements": len(self.statements),
+            "query": self.query,
+            "results": [s.to_dict() for s in self.scores],
+        }
+
+
+class ScoringService:
+    def __init__(self, settings: Settings, store: Store):
+        self.settings = settings
+        self.store = store
+        self.characters = CharacterRepo(store)
+        self.scores = ScoreRepo(store)
+        self._scorers: dict[tuple[str, str], object] = {}
+        self._lock = threading.Lock()
+
+    # -- the scorer ------------------------------------------------------------------------
+    def scorer(self, profile: str | None = None, device: str | None = None):
+        """The ApcScorer for a profile (default: settings), built once; retrieval shares its relevance cache."""
+        key = (profile or self.settings.profile, device or self.settings.device)
+        with self._lock:
+            if key not in self._scorers:
+                from engine.apc import ApcScorer
+                from engine.discriminators import load_profile
+
+                pair = load_profile(key[0], device=key[1], trust_remote_code=self.settings.trust_remote_code)
+                self._scorers[key] = ApcScorer(pair)
+            return self._scorers[key]
+
+    # -- APC -------------------------------------------------------------------------------
+    def score(
+        self,
+        character: str | Sequence[str],
+        query: str,
+        responses: Sequence[str],
+        *,
+        name: str = "",
+        persist: bool = False,
+        profile: str | None = None,
+        device: str | None = None,
+        progress=None,
+        stop=None,
+    ) -> ScoringResult:
+        """Score responses against a stored character (by name) or a list of statements (with `name`)."""
+        if not query.strip():
+            raise InputError("the query is empty; pass --query with the user's utterance")
+        responses = list(responses)
+        if not responses or any(not r.strip() for r in responses):
+            raise InputError("give at least one non-empty response (--response TEXT, repeatable)")
+        character_id, statement_ids = None, None
+        if isinstance(character, str):
+            stored = self.characters.get(character)
+            name, character_id = stored.name, stored.id
+            enabled = stored.enabled_statements
+            statements = tuple(s.text for s in enabled)
+            statement_ids = [s.id for s in enabled]
+            if not statements:
+                raise InputError(f"{name!r} has no enabled statements; add some with `apc statements add`")
+        else:
+            statements = tuple(character)
+            if not statements:
+                raise InputError("no statements to score against; give at least one")
+            if not name.strip():
+                raise InputError("statements need the character's name (the discriminators read it)")
+        scorer = self.scorer(profile, device)
+        scores = scorer.score(name, statements, query, responses, progress=progress, stop=stop)
+        ids = []
+        if persist:
+            ids = self.scores.save_many(scores, query=query, character_id=character_id, statement_ids=statement_ids)
+        return ScoringResult(name, scorer.profile, statements, query, scores, ids, _judge_notes(scorer.pair))
+
+    @staticmethod
+    def read_statements_file(path: Path) -> tuple[str, tuple[str, ...]]:
+        """(name, statements) from a statements JSON file {"name", "language", "statements": [...]}."""
+        from ..importers import read_character_file
+
+        parsed = read_character_file(Path(path))
+        if len(parsed) != 1 or parsed[0].kind != "statements":
+            raise InputError(f'{path}: expected one statements JSON object {{"name", "language", "statements": [...]}}')
+        statements = tuple(text for text, _, _ in parsed[0].statements)
+        if not statements:
+            raise InputError(f'{path}: "statements" is empty; add at least one statement')
+        return parsed[0].name, statements
+
+    # -- discriminators ----------------------------------------------------------------------
+    def evaluate_discriminator(self, task: str, data: Path, *, profile: str | None = None, device: str | None = None,
+                               progress=None, stop=None) -> dict:  # fmt: skip
+        """Accuracy, per-label P/R/F1 and confusion of the profile's `task` discriminator on a labelled JSONL."""
+        from engine.discriminators.base import task_labels
+        from engine.discriminators.data import read_labelled
+        from engine.metrics import evaluate_discriminator
+
+        task_labels(task)
+        rows = read_labelled(data, task)  # bad rows fail before any model loads
+        pair = self.scorer(profile, device).pair
+        disc = pair.relevance if task == "relevance" else pair.nli
+        return evaluate_discriminator(disc, rows, progress=progress, stop=stop)
+
+    def train_discriminator(self, config, progress=None, stop=None):
+        """Fine-tune a discriminator (engine.disc_train.TrainConfig) and return its TrainReport."""
+        from engine.disc_train import train_discriminator
+
+        return train_discriminator(config, progress=progress, stop=stop)
+
+
+def _judge_notes(pair) -> tuple[str, ...]:
+    notes = []
+    for disc in (pair.relevance, pair.nli):
+        fallback = getattr(disc, "fallback_calls", 0)
+        if fallback:
+            unparsed = getattr(disc, "unparsed", 0)
+            notes.append(
+                f"{disc.task} judge: {fallback} answer(s) read from text (no log-probs from the backend), {unparsed} unparsed"
+            )
+    return tuple(notes)

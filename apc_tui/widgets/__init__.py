@@ -1,0 +1,1 @@
+"""Reusable widgets of the workbench (no service calls inside: screens feed them data)."""

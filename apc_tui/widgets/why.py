@@ -1,0 +1,56 @@
+"""The WHY panel: the statements that separate two replies most (difference of their Δterm),
+with the relevance (yes), entailment (ent) and contradiction (con) probabilities as bars."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from .format import bar, printable
+
+COLUMNS = ("A−B", "statement", "yes", "A ent", "A con", "B ent", "B con")
+
+
+def separating_terms(score_a: dict, score_b: dict) -> list[tuple[float, dict, dict]]:
+    """(ΔtermA − ΔtermB, term A, term B) per statement both were scored on, largest |difference| first."""
+    by_b = {t["statement"]: t for t in score_b.get("terms", [])}
+    rows = [(ta["delta_term"] - by_b[ta["statement"]]["delta_term"], ta, by_b[ta["statement"]])
+            for ta in score_a.get("terms", []) if ta["statement"] in by_b]  # fmt: skip
+    return sorted(rows, key=lambda r: (-abs(r[0]), r[1]["statement"]))
+
+
+def _p(value: float, style: str, width: int = 4) -> Text:
+    return Text.assemble((bar(value, width), style), (f"{value:.2f}"[1:] if value < 1 else "1.0", "dim"))
+
+
+class WhyTable(DataTable):
+    """Fed with two score dicts (engine ApcScore.to_dict shape); empty when either is missing."""
+
+    def __init__(self, *, id: str | None = None):
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.border_title = "WHY A vs B"
+
+    def on_mount(self) -> None:
+        for label in COLUMNS:
+            self.add_column(label, key=label)
+
+    def show(self, score_a: dict | None, score_b: dict | None, *, statement_width: int = 40) -> None:
+        self.clear()
+        if not score_a or not score_b:
+            self.border_subtitle = "needs two scored replies"
+            return
+        rows = separating_terms(score_a, score_b)
+        self.border_subtitle = f"{len(rows)} statements · ΔAPC A−B {score_a['delta_apc'] - score_b['delta_apc']:+.2f}"
+        for diff, ta, tb in rows:
+            statement = printable(ta["statement"])
+            if len(statement) > statement_width:
+                statement = statement[: statement_width - 1] + "…"
+            self.add_row(
+                Text(f"{diff:+.2f}", style="bold green" if diff > 0 else "bold red" if diff < 0 else "dim"),
+                statement,
+                _p(ta["p_yes"], "cyan"),
+                _p(ta["p_entailed"], "green"),
+                _p(ta["p_contradicted"], "red"),
+                _p(tb["p_entailed"], "green"),
+                _p(tb["p_contradicted"], "red"),
+            )
