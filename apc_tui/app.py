@@ -40,12 +40,14 @@ class WorkbenchApp(App):
     character: reactive[str | None] = reactive(None)
     """The character every screen works on (chosen on the Characters screen)."""
 
-    def __init__(self, services, *, start_mode: str = "characters"):
+    def __init__(self, services, *, start_mode: str = "characters", seed: int | None = None):
+        """`seed` fixes the annotation queue's left/right order (tests, snapshots)."""
         super().__init__()
         self.services = services
         self.start_mode = start_mode
+        options = {"annotate": {"seed": seed}}
         for mode, screen_cls in SCREENS_BY_MODE.items():
-            self.add_mode(mode, lambda cls=screen_cls: cls(self.services))
+            self.add_mode(mode, lambda cls=screen_cls, mode=mode: cls(self.services, **options.get(mode, {})))
 
     def on_mount(self) -> None:
         names = self.services.characters.repo.names()

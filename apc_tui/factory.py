@@ -73,6 +73,12 @@ class Services:
 
         return EvaluationService(self)
 
+    @cached_property
+    def annotation(self):
+        from .services.annotation import AnnotationService
+
+        return AnnotationService(self)
+
 
 def build_services(settings: Settings) -> Services:
     return Services(settings)

@@ -41,6 +41,7 @@ class TrainConfig:
     seed: int = 0  # seeds the split, the head's init, shuffling and dropout
     split_by: str = "statement"  # held-out groups: statement | character (leave characters out)
     eval_fraction: float = 0.2  # share of groups held out for the reported accuracy
+    held_out: tuple[str, ...] = ()  # characters to hold out by name (overrides split_by/eval_fraction)
     int8: bool = False  # mark the result for int8 dynamic quantization (accuracy measured both ways)
     lora_r: int = 16  # LoRA rank
     max_length: int = 256  # tokens per example after truncation
@@ -62,8 +63,13 @@ class TrainReport:
     meta: DiscriminatorMeta | None = None
 
 
-def split_rows(rows: list[LabelledItem], by: str, fraction: float, seed: int) -> tuple[list, list]:
+def split_rows(rows: list[LabelledItem], by: str, fraction: float, seed: int, held_out: tuple[str, ...] = ()) -> tuple[list, list]:
     """Hold out whole statements (or characters) so the reported accuracy is on unseen ones."""
+    if held_out:
+        unknown = set(held_out) - {r.item.character for r in rows}
+        if unknown:
+            raise InputError(f"held-out character {sorted(unknown)[0]!r} is not in the data; check the name")
+        return [r for r in rows if r.item.character not in held_out], [r for r in rows if r.item.character in held_out]
     if by not in SPLITS:
         raise ConfigError(f"split {by!r} is not known; use statement or character")
     if fraction <= 0:
@@ -85,7 +91,7 @@ def train_discriminator(config: TrainConfig, progress: Progress | None = None, s
     if config.epochs < 1 or config.batch_size < 1:
         raise ConfigError("epochs and batch size must be at least 1")
     rows = read_labelled(config.data, config.task)
-    train, held = split_rows(rows, config.split_by, config.eval_fraction, config.seed)
+    train, held = split_rows(rows, config.split_by, config.eval_fraction, config.seed, tuple(config.held_out))
     device = resolve_device(config.device)
     _seed_everything(config.seed)
     model, tokenizer = _load_base(config, labels)
@@ -190,7 +196,8 @@ def _load_base(config: TrainConfig, labels: tuple[str, ...]):
 
 
 def _meta_metrics(config, n_train, n_eval, metrics, metrics_int8, losses) -> dict:
-    out = {"n_train": n_train, "n_eval": n_eval, "split_by": config.split_by, "seed": config.seed, "epochs": config.epochs}
+    split = {"held_out": list(config.held_out)} if config.held_out else {"split_by": config.split_by}
+    out = {"n_train": n_train, "n_eval": n_eval, **split, "seed": config.seed, "epochs": config.epochs}
     out["train_loss"] = losses
     if metrics:
         out.update(accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"], heldout=metrics)

@@ -163,6 +163,9 @@ def train_dpo(
             callbacks=[callback],
         )
         drop_printers(trainer)
+        kept = len(trainer.train_dataset)
+        if kept == 0:
+            raise InputError(f"every one of the {len(rows)} pairs has a prompt of {config.max_length}+ tokens; raise --max-length")
         if weights is not None:
             trainer.data_collator = _WeightCollator(trainer.data_collator)
         trainer.train(resume_from_checkpoint=check_resume(resume_from))
@@ -172,7 +175,7 @@ def train_dpo(
     trainer.save_model(str(adapter_dir))
     tok.save_pretrained(str(adapter_dir))
     metrics = last_metrics(trainer.state.log_history)
-    metrics.update(steps=trainer.state.global_step, n_pairs=len(pairs), lora_r=r, device=device)
+    metrics.update(steps=trainer.state.global_step, n_pairs=len(pairs), pairs_too_long=len(rows) - kept, lora_r=r, device=device)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the adapter is saved; optimizer states are large
     return TrainResult(str(adapter_dir), metrics, trainer.state.global_step)
 

@@ -165,6 +165,8 @@ def train_eu(
             callbacks=[callback],
         )
         drop_printers(trainer)
+        if len(trainer.train_dataset) == 0:
+            raise InputError(f"no dialogue fits in {config.max_length} tokens; raise --max-length")
         trainer.train(resume_from_checkpoint=check_resume(resume_from))
     if callback.stopped:
         raise Cancelled(f"EU training stopped at step {trainer.state.global_step}; a checkpoint was saved to resume from")

@@ -90,8 +90,7 @@ def scripted_model():
 
 @pytest.fixture
 def dpo_services(services, keyword_scorer, monkeypatch):
-    """Services with a stored character (3 train + 2 eval queries), scoring with the keyword scorer
-    and generating with a ScriptedModel (replace `dpo_services.scripted.script` to steer it)."""
+    """Services with a stored character (3 statements, 3 train + 2 eval queries) scored by the keyword scorer."""
     from apc_tui.storage import now
 
     services.characters.repo.upsert(CHARACTER, language="en", source_text="", passages=[],
@@ -103,12 +102,18 @@ def dpo_services(services, keyword_scorer, monkeypatch):
             db["queries"].insert({"character_id": cid, "statement_id": stmt_ids[i], "text": q, "split": "train", "created_at": now()})
         for i, q in enumerate(EVAL_QUERIES):
             db["queries"].insert({"character_id": cid, "statement_id": stmt_ids[i], "text": q, "split": "eval", "created_at": now()})
-    model = ScriptedModel()
     monkeypatch.setattr(services.scoring, "scorer", lambda profile=None, device=None: keyword_scorer)
-    monkeypatch.setattr(services.models, "get", lambda spec=None, device=None, **kw: model)
-    services.scripted = model
     services.character_id = cid
     return services
+
+
+@pytest.fixture
+def scripted_services(dpo_services, monkeypatch):
+    """dpo_services generating with a ScriptedModel for every spec (steer it via `.scripted.script`)."""
+    model = ScriptedModel()
+    monkeypatch.setattr(dpo_services.models, "get", lambda spec=None, device=None, **kw: model)
+    dpo_services.scripted = model
+    return dpo_services
 
 
 def add_branch(services, character_id: int, replies: list[str], *, query: str = "Do you have a sister?", scores: list[float] | None = None,

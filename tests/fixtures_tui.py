@@ -21,7 +21,14 @@ def anyio_backend():
 
 
 @pytest.fixture
-def tui_services(services):
+def tui_services(db_path, monkeypatch):
+    """Demo characters on a fresh SQLite file; annotator `tester`; model `tiny`; no scoring needed."""
+    from apc_tui.config import load_settings
+    from apc_tui.factory import build_services
+
+    monkeypatch.setenv("APC_ANNOTATOR", "tester")
+    monkeypatch.setenv("APC_MODEL", "tiny")
+    services = build_services(load_settings())
     services.characters.seed_demo()
     return services
 

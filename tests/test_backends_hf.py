@@ -120,3 +120,11 @@ def test_lora_adapter_loads(tiny_dir, tmp_path):
     peft_model.save_pretrained(tmp_path / "adapter")
     model = load_model(f"hf:{tiny_dir}+lora:{tmp_path / 'adapter'}", device="cpu")
     assert len(model.generate(MSGS, n=2, params=FAST)) == 2
+
+
+def test_abandoned_stream_stops_generating_and_frees_the_model(tiny_model):
+    gen = tiny_model.stream(MSGS, GenerationParams(max_new_tokens=2000, seed=1))
+    assert next(gen)
+    gen.close()  # the TUI cancelled: generation must stop, not run 2000 tokens holding the lock
+    assert tiny_model._lock.acquire(timeout=5)
+    tiny_model._lock.release()

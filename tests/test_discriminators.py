@@ -283,3 +283,8 @@ def test_split_by_character_needs_two(tmp_path):
         split_rows(rows, "character", 0.2, 0)
     train, held = split_rows(rows, "statement", 0.2, 0)
     assert {r.item.statement for r in train}.isdisjoint({r.item.statement for r in held})
+    both = read_labelled(write_rows(tmp_path / "b.jsonl", "relevance"), "relevance")
+    train, held = split_rows(both, "statement", 0.2, 0, held_out=("Bob",))
+    assert {r.item.character for r in held} == {"Bob"} and {r.item.character for r in train} == {"Alice"}
+    with pytest.raises(InputError, match="'Carol' is not in the data"):
+        split_rows(both, "statement", 0.2, 0, held_out=("Carol",))

@@ -41,8 +41,8 @@ def test_pairs_keep_only_apc_gaps_above_the_margin(keyword_scorer):
     assert build_apc_pairs(model, keyword_scorer, character, TRAIN_QUERIES[1:2], k=2, margin=gap + 0.01) == []
 
 
-def test_pairs_job_stores_pairs_once_and_resumes(dpo_services):
-    svc = dpo_services
+def test_pairs_job_stores_pairs_once_and_resumes(scripted_services):
+    svc = scripted_services
     config, cid = svc.training.pairs_config(CHARACTER, "scripted", k=2)
     row = svc.jobs.start("pairs", config, character_id=cid)
     assert row["status"] == "done", row["error"]
@@ -248,3 +248,25 @@ def test_cli_dpo_list_and_bad_input(cli, services):
     assert r.code == 2 and "no character named" in r.err
     r = cli("adapters", "list", "--json")
     assert r.code == 0 and r.json() == []
+
+
+@pytest.mark.slow
+def test_stop_saves_a_checkpoint_and_training_resumes_from_it(tmp_path, tiny_dir, one_thread_torch):
+    import threading
+
+    from engine.dpo_train import DpoSettings, train_dpo
+    from engine.errors import Cancelled
+
+    stop, saved = threading.Event(), []
+    settings = DpoSettings(epochs=100, max_steps=6, lora_r=4, grad_accum=1, max_length=96, save_steps=100, device="cpu")
+
+    def on_metrics(step, values):
+        if step == 2:
+            stop.set()  # as the job heartbeat does when `apc jobs cancel` is requested; seen at the next step's end
+
+    with pytest.raises(Cancelled, match="stopped at step 3"):
+        train_dpo("tiny", toy_pairs(3), settings, tmp_path, stop=stop, on_metrics=on_metrics, on_checkpoint=saved.append)
+    assert [p.rsplit("/", 1)[1] for p in saved] == ["checkpoint-3"]
+    steps: list[int] = []
+    result = train_dpo("tiny", toy_pairs(3), settings, tmp_path, resume_from=saved[-1], on_metrics=lambda s, v: steps.append(s))
+    assert result.steps == 6 and sorted(set(steps)) == [4, 5, 6]  # continued after step 3

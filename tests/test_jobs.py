@@ -78,11 +78,10 @@ def test_killed_detached_training_is_dead_then_resumes_from_its_checkpoint(cli, 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     store_pairs(svc, svc.character_id, toy_pairs(4))
     r = cli("dpo", "train", "--character", CHARACTER, "--model", "tiny", "--name", "killed-dpo", "--epochs", "100", "--max-steps", "12",
-            "--lora-r", "4", "--grad-accum", "1", "--max-length", "96", "--device", "cpu", "--detach", "--json")  # fmt: skip
+            "--lora-r", "4", "--grad-accum", "1", "--max-length", "96", "--save-steps", "2", "--device", "cpu", "--detach", "--json")  # fmt: skip
     assert r.code == 0, r.err
     job_id = r.json()["job_id"]
     repo = JobRepo(svc.store)
-    svc.store.db.execute("UPDATE jobs SET config_json = json_set(config_json, '$.settings.save_steps', 2) WHERE id = ?", [job_id])
     wait_for(lambda: "trainer_checkpoint" in (repo.get(job_id)["checkpoint_json"] or ""), 240, 0.05, "a first checkpoint")
     pid = repo.get(job_id)["pid"]
     assert repo.get(job_id)["status"] == "running" and pid_alive(pid)

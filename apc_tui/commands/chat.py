@@ -20,6 +20,8 @@ TemperatureOpt = Annotated[float, typer.Option("--temperature", help="Sampling t
 TopPOpt = Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-new-tokens", help="Upper bound on the reply length in tokens.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Fixed seed for reproducible sampling.")]
+TemplateOpt = Annotated[str | None, typer.Option("--template", help="hf models without a chat template: a Jinja template or a file holding one.")]
+FourBitOpt = Annotated[bool, typer.Option("--load-in-4bit", help="hf models: NF4 4-bit weights via bitsandbytes (CUDA only).")]
 ScoreOpt = Annotated[bool, typer.Option("--score/--no-score", help="Score candidates with APC.")]
 _DEFAULTS = GenerationParams()
 
@@ -41,15 +43,35 @@ def chat(
     max_new_tokens: MaxTokensOpt = _DEFAULTS.max_new_tokens,
     seed: SeedOpt = None,
     score: ScoreOpt = True,
+    template: TemplateOpt = None,
+    load_in_4bit: FourBitOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Send one user turn to a character and sample n candidates, each scored with APC."""
     from ..services.chat import ChatOptions
 
     params = GenerationParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
-    options = ChatOptions(model=model, method=method, k=k, n=n, params=params, profile=profile, score=score, device=device)
+    options = ChatOptions(
+        model=model, method=method, k=k, n=n, params=params, profile=profile, score=score, device=device,
+        template=read_template(template), load_in_4bit=load_in_4bit,
+    )  # fmt: skip
     result = services(ctx).chat.send(character, query, options, conversation_id=conversation, parent_id=parent)
     emit(result, as_json, render_turn)
+
+
+def read_template(value: str | None) -> str | None:
+    """--template: a path to a Jinja file, or the template text itself."""
+    from pathlib import Path
+
+    from engine.errors import InputError
+
+    if not value or "{" in value:
+        return value
+    path = Path(value).expanduser()
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--template {value}: not a readable UTF-8 file nor a Jinja template ({exc}); pass the file or the text") from exc
 
 
 def render_turn(r: dict) -> None:

@@ -67,6 +67,7 @@ def train(
     seed: Annotated[int, typer.Option("--seed", help="Seed for the split, init, shuffling and dropout.")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="Input format: compact | paper.")] = "compact",
     split_by: Annotated[str, typer.Option("--split-by", help="Hold out: statement | character.")] = "statement",
+    held_out: Annotated[list[str] | None, typer.Option("--held-out", help="Hold out this character (repeatable).")] = None,
     int8: Annotated[bool, typer.Option("--int8", help="Mark for int8 dynamic quantization (accuracy measured both ways).")] = False,
     lr: Annotated[float | None, typer.Option("--lr", help="Learning rate (default 3e-5, LoRA 5e-4).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Examples per step.")] = 16,
@@ -78,7 +79,8 @@ def train(
 
     config = TrainConfig(
         task=_task(task), data=data, base=base, out=out, format=fmt, lora=lora, epochs=epochs, lr=lr,
-        batch_size=batch_size, seed=seed, split_by=split_by, int8=int8, device=device or "auto",
+        batch_size=batch_size, seed=seed, split_by=split_by, held_out=tuple(held_out or ()), int8=int8,
+        device=device or "auto",
     )  # fmt: skip
     report = services(ctx).scoring.train_discriminator(config, progress=Progress("training", enabled=not as_json))
     summary = {

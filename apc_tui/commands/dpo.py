@@ -26,6 +26,7 @@ LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate (defaul
 FourBitOpt = Annotated[bool, typer.Option("--4bit", help="QLoRA: 4-bit base (CUDA + bitsandbytes only).")]
 MaxStepsOpt = Annotated[int | None, typer.Option("--max-steps", help="Stop after N optimizer steps (quick runs).")]
 MaxLenOpt = Annotated[int | None, typer.Option("--max-length", help="Max tokens of prompt + reply.")]
+SaveStepsOpt = Annotated[int | None, typer.Option("--save-steps", help="Resumable checkpoint every N steps (default 50).")]
 AccumOpt = Annotated[int | None, typer.Option("--grad-accum", help="Gradient accumulation steps (default 8).")]
 
 
@@ -42,6 +43,7 @@ def pairs(
     k: KOpt = None,
     max_pairs: Annotated[int, typer.Option("--max", help="Stop after this many kept pairs (paper: ~100).")] = 100,
     margin: Annotated[float, typer.Option("--margin", help="Keep a pair when |APC(a) - APC(b)| > margin.")] = 0.2,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Upper bound on each reply's length in tokens.")] = 160,
     profile: ProfileOpt = None,
     device: DeviceOpt = None,
     detach: DetachOpt = False,
@@ -50,7 +52,7 @@ def pairs(
     """Sample two replies per train query, score both with APC, keep pairs that differ by > margin."""
     svc = services(ctx).training
     config, cid = svc.pairs_config(character, model, method=method, k=k or 5, max_pairs=max_pairs, margin=margin,
-                                   profile=profile, device=device)  # fmt: skip
+                                   profile=profile, device=device, max_new_tokens=max_new_tokens)  # fmt: skip
     row = launch_job(ctx, "pairs", config, character_id=cid, detach=detach, as_json=as_json)
     if not detach:
         emit({"job_id": row["id"], **row["artifacts"]}, as_json,
@@ -102,13 +104,15 @@ def train(
     max_steps: MaxStepsOpt = None,
     max_length: MaxLenOpt = None,
     grad_accum: AccumOpt = None,
+    save_steps: SaveStepsOpt = None,
     device: DeviceOpt = None,
     detach: DetachOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a LoRA adapter with DPO on the character's pairs (the base model is the reference)."""
     settings = _settings(epochs=epochs, lora_r=lora_r, beta=beta, learning_rate=lr, use_4bit=four_bit, weighted=weighted,
-                         max_steps=max_steps, max_length=max_length, grad_accum=grad_accum, device=device)  # fmt: skip
+                         max_steps=max_steps, max_length=max_length, grad_accum=grad_accum, save_steps=save_steps,
+                         device=device)  # fmt: skip
     config, cid = services(ctx).finetune.train_config("dpo", character, model, name, settings)
     row = launch_job(ctx, "dpo", config, character_id=cid, detach=detach, as_json=as_json)
     if not detach:
@@ -170,13 +174,14 @@ def eu_train(
     max_steps: MaxStepsOpt = None,
     max_length: MaxLenOpt = None,
     grad_accum: AccumOpt = None,
+    save_steps: SaveStepsOpt = None,
     device: DeviceOpt = None,
     detach: DetachOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Experience upload: LoRA SFT on dialogues from the statements (evaluate it with --methods eu)."""
     settings = _settings(epochs=epochs, lora_r=lora_r, learning_rate=lr, use_4bit=four_bit, max_steps=max_steps,
-                         max_length=max_length, grad_accum=grad_accum, device=device)  # fmt: skip
+                         max_length=max_length, grad_accum=grad_accum, save_steps=save_steps, device=device)  # fmt: skip
     config, cid = services(ctx).finetune.train_config("eu", character, model, name, settings)
     row = launch_job(ctx, "eu", config, character_id=cid, detach=detach, as_json=as_json)
     if not detach:

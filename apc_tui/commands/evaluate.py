@@ -12,6 +12,7 @@ from .common import CharacterOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOp
 from .jobs import launch_job
 
 MethodsOpt = Annotated[str, typer.Option("--methods", help="Comma list of none, lcm, rag, eu.")]
+TokensOpt = Annotated[int, typer.Option("--max-new-tokens", help="Upper bound on each reply's length in tokens.")]
 
 
 def _methods(text: str) -> list[str]:
@@ -49,13 +50,14 @@ def eval_cmd(
     profile: ProfileOpt = None,
     device: DeviceOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed (reproducible replies).")] = 0,
+    max_new_tokens: TokensOpt = 160,
     detach: DetachOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate per method for the eval queries, score with APC, report ΔAPC with a 95% interval."""
     config, cid = services(ctx).evaluation.eval_config(
         character, model, _methods(methods), adapter=adapter, eu_adapter=eu_adapter, queries=queries, k=k or 5,
-        profile=profile, device=device, seed=seed,
+        profile=profile, device=device, seed=seed, max_new_tokens=max_new_tokens,
     )  # fmt: skip
     row = launch_job(ctx, "eval", config, character_id=cid, detach=detach, as_json=as_json)
     if not detach:
@@ -102,6 +104,7 @@ def pipeline_cmd(
     name: Annotated[str | None, typer.Option("--name", help="Adapter name (default: derived from the settings).")] = None,
     methods: MethodsOpt = "none,lcm,rag",
     queries: Annotated[int | None, typer.Option("--queries", help="Eval queries to use.")] = None,
+    max_new_tokens: TokensOpt = 160,
     detach: DetachOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -111,7 +114,8 @@ def pipeline_cmd(
     dpo = {"epochs": epochs, "lora_r": lora_r, "max_steps": max_steps}
     config, cid = pipeline_config(services(ctx), character, model, teacher=teacher, skip_synth=skip_synth,
                                   discriminators=discriminators, method=method, k=k or 5, max_pairs=max_pairs, margin=margin,
-                                  dpo=dpo, eval_methods=tuple(_methods(methods)), eval_queries=queries, name=name)  # fmt: skip
+                                  dpo=dpo, eval_methods=tuple(_methods(methods)), eval_queries=queries, name=name,
+                                  max_new_tokens=max_new_tokens)  # fmt: skip
     row = launch_job(ctx, "pipeline", config, character_id=cid, detach=detach, as_json=as_json)
     if not detach:
         emit({"job_id": row["id"], **row["artifacts"]}, as_json, lambda d: render_results({**d["eval"], "notes": d["eval"].get("notes", [])}))

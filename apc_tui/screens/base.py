@@ -60,3 +60,9 @@ class WorkbenchScreen(Screen):
 
     def worker_finished(self, worker: Worker) -> None:
         """Hook: a worker ended (success, cancel or failure)."""
+
+
+def statement_width(table, screen) -> int:
+    """Room for the statement column of a WHY table: its width less the fixed columns."""
+    width = table.size.width or screen.size.width
+    return max(16, width - 56)

@@ -14,7 +14,7 @@ from textual.worker import Worker
 from ..widgets.candidate import CandidatePanel
 from ..widgets.conversation import ConversationTree, HistoryView
 from ..widgets.why import WhyTable
-from .base import WorkbenchScreen
+from .base import WorkbenchScreen, statement_width
 from .chat_state import ChatState, prompt_text
 from .dialogs import TextPrompt, TextViewer
 
@@ -128,7 +128,7 @@ class ChatScreen(WorkbenchScreen):
         self.query_one("#cand-a", CandidatePanel).show(a, mark=marks[0])
         self.query_one("#cand-b", CandidatePanel).show(b, mark=marks[1])
         why = self.query_one(WhyTable)
-        why.show(a and a.get("score"), b and b.get("score"), statement_width=max(16, self.size.width - 60))
+        why.show(a and a.get("score"), b and b.get("score"), statement_width=statement_width(why, self))
         siblings = st.candidates()
         more = f" · {len(siblings)} candidates ([ ])" if len(siblings) > 2 else ""
         conv = f"conversation #{st.conversation_id}" if st.conversation_id else "new conversation"

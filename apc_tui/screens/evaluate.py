@@ -1,16 +1,235 @@
-"""Evaluate screen (being built)."""
+"""Evaluate: run an evaluation as a job (methods none/lcm/rag/eu, base vs a DPO adapter), then the
+ΔAPC table and bar chart per method, and how often APC agrees with the human labels."""
 
 from __future__ import annotations
 
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
-from textual.widgets import Static
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Button, Checkbox, DataTable, Input, Label, ProgressBar, Select, Static
+from textual_plotext import PlotextPlot
 
 from .base import WorkbenchScreen
+from .train import JobStarted
+
+METHODS = ("none", "lcm", "rag", "eu")
+POLL_S = 1.0
+
+
+class EvalPolled(Message):
+    def __init__(self, runs: list[dict], jobs: dict[int, dict], report: dict | None, agreement: dict | None) -> None:
+        super().__init__()
+        self.runs, self.jobs, self.report, self.agreement = runs, jobs, report, agreement
+
+
+def agreement_text(a: dict | None) -> str:
+    if not a or not a.get("preferences"):
+        return "human–APC agreement: no human labels yet (vote on Chat or Annotate)"
+    parts = [f"{a['preferences']} labels on {a['items']} pairs by {', '.join(a['annotators']) or '?'}"]
+    if a.get("apc_agreement") is not None:
+        parts.append(f"APC agrees on {a['apc_agreement']:.0%} of {a['apc_compared']}")
+        if a.get("apc_cohen_kappa") is not None:
+            parts.append(f"κ {a['apc_cohen_kappa']:.2f}")
+    for key, label in (("cohen_kappa", "inter-annotator κ"), ("fleiss_kappa", "Fleiss κ")):
+        if a.get(key) is not None:
+            parts.append(f"{label} {a[key]:.2f} ({a.get('kappa_items', 0)} items)")
+    return "human–APC agreement: " + " · ".join(parts)
 
 
 class EvaluateScreen(WorkbenchScreen):
     MODE = "evaluate"
     LABEL = "Evaluate"
+    BINDINGS = [
+        Binding("s", "start", "Run evaluation"),
+        Binding("c", "cancel", "Cancel run"),
+    ]
+
+    def __init__(self, services):
+        super().__init__(services)
+        self.adapters_for: str | None = None
 
     def compose_body(self) -> ComposeResult:
-        yield Static("coming soon", classes="placeholder")
+        s = self.services.settings
+        with Horizontal(id="eval-top"):
+            with VerticalScroll(id="eval-form", classes="pane"):
+                with Horizontal(classes="form-row"):
+                    yield Label("model", classes="form-label")
+                    yield Input(s.model, id="eval-model", compact=True)
+                with Horizontal(classes="form-row", id="eval-methods"):
+                    for m in METHODS:
+                        yield Checkbox(m, m in ("none", "rag"), id=f"eval-m-{m}", compact=True)
+                with Horizontal(classes="form-row"):
+                    yield Label("DPO adapter", classes="form-label")
+                    yield Select([], prompt="none (base only)", id="eval-adapter", compact=True)
+                with Horizontal(classes="form-row"):
+                    yield Label("queries", classes="form-label")
+                    yield Input("", id="eval-queries", placeholder="all eval queries", type="integer", compact=True)
+                with Horizontal(classes="form-row"):
+                    yield Label("k", classes="form-label")
+                    yield Input(str(s.k), id="eval-k", type="integer", compact=True)
+                yield Button("Run evaluation (s)", id="eval-start", variant="primary", compact=True)
+                yield Static("", id="eval-job")
+                yield ProgressBar(total=1.0, id="eval-progress", show_eta=False)
+            yield DataTable(id="eval-runs", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="eval-agreement")
+        with Horizontal(id="eval-bottom"):
+            yield DataTable(id="eval-results", cursor_type="row")
+            yield PlotextPlot(id="eval-plot")
+
+    def on_mount(self) -> None:
+        self.query_one("#eval-form").border_title = "new evaluation (a job)"
+        runs = self.query_one("#eval-runs", DataTable)
+        runs.border_title = "runs"
+        for label in ("run", "model", "adapter", "status"):
+            runs.add_column(label, key=label)
+        results = self.query_one("#eval-results", DataTable)
+        results.border_title = "ΔAPC per method (95% CI)"
+        for label in ("method", "variant", "n", "ΔAPC", "CI", "active", "passive"):
+            results.add_column(label, key=label)
+        self.query_one("#eval-plot", PlotextPlot).border_title = "ΔAPC: base vs adapter"
+        self.load_adapters()
+        self.poll()
+        self.set_interval(POLL_S, self.poll)
+        runs.focus()
+
+    def on_screen_resume(self) -> None:
+        self.load_adapters()
+        self.poll()
+
+    def load_adapters(self) -> None:
+        name = self.character
+        if name == self.adapters_for:
+            return
+        self.adapters_for = name
+        adapters = self.services.finetune.list_adapters(name) if name else []
+        options = [(f"{a['name']} ({a['kind']})", a["name"]) for a in adapters if a["kind"] == "dpo"]
+        self.query_one("#eval-adapter", Select).set_options(options)
+
+    # -- polling --------------------------------------------------------------------------
+    def poll(self) -> None:
+        if self.app.screen is not self or any(w.node is self and w.group == "eval-poll" and not w.is_finished for w in self.workers):
+            return
+        runs = self.query_one("#eval-runs", DataTable)
+        selected = runs.coordinate_to_cell_key(runs.cursor_coordinate).row_key.value if runs.row_count else None
+        self._poll_worker(self.character, int(selected) if selected else None)
+
+    @work(thread=True, exclusive=True, group="eval-poll", exit_on_error=False, description="Evaluation runs")
+    def _poll_worker(self, character: str | None, run_id: int | None) -> None:
+        ev = self.services.evaluation
+        runs = ev.runs(character) if character else []
+        jobs = {j["id"]: j for j in self.services.jobs.list(kind="eval", limit=50)}
+        if run_id is None and runs:
+            run_id = runs[0]["id"]
+        report = ev.report(run_id) if run_id else None
+        agreement = ev.agreement(character) if character else None
+        self.post_message(EvalPolled(runs, jobs, report, agreement))
+
+    def on_eval_polled(self, message: EvalPolled) -> None:
+        table = self.query_one("#eval-runs", DataTable)
+        keep = table.cursor_row
+        table.clear()
+        for r in message.runs:
+            job = message.jobs.get(r["job_id"]) if r.get("job_id") else None
+            status = f"{job['status']} {100 * job['progress']:.0f}%" if job and job["status"] == "running" else (job["status"] if job else "–")
+            adapter = (r.get("config_json") or "").count("adapter") and _adapter_name(r) or "–"
+            table.add_row(str(r["id"]), r["model_spec"], adapter, status, key=str(r["id"]))
+        if message.runs:
+            table.move_cursor(row=min(keep, len(message.runs) - 1), animate=False)
+        self.show_report(message.report)
+        self.query_one("#eval-agreement", Static).update(agreement_text(message.agreement))
+        latest = max(message.jobs.values(), key=lambda j: j["id"], default=None)
+        self.show_job(latest)
+
+    def show_job(self, job: dict | None) -> None:
+        line = self.query_one("#eval-job", Static)
+        bar = self.query_one("#eval-progress", ProgressBar)
+        if job is None:
+            line.update("no evaluation job yet")
+            bar.update(progress=0)
+            return
+        text = f"job {job['id']} {job['status']}" + (f" · {job['progress_text']}" if job.get("progress_text") else "")
+        if job.get("error"):
+            text += f"\n{job['error']}"
+        line.update(Text(text, style="red" if job["status"] in ("failed", "dead") else ""))
+        bar.update(progress=job.get("progress") or 0)
+
+    def show_report(self, report: dict | None) -> None:
+        table = self.query_one("#eval-results", DataTable)
+        table.clear()
+        plot = self.query_one("#eval-plot", PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        order = {m: i for i, m in enumerate(METHODS)}
+        results = sorted(report["results"] if report else [], key=lambda r: (order.get(r["method"], 9), r["variant"] != "base"))
+        for r in results:
+            table.add_row(r["method"], r["variant"], str(r["n"]), f"{r['delta_apc_mean']:+.3f}",
+                          f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]", f"{r['active_mean']:.2f}", f"{r['passive_mean']:.2f}")  # fmt: skip
+        if not results:
+            plt.title("no results yet: s runs an evaluation" if not report else f"run {report['run_id']}: waiting for results")
+            plot.refresh()
+            return
+        methods = list(dict.fromkeys(r["method"] for r in results))
+        by = {(r["method"], r["variant"]): r["delta_apc_mean"] for r in results}
+        variants = [v for v in ("base", "adapter") if any((m, v) in by for m in methods)]
+        series = [[by.get((m, v), 0.0) for m in methods] for v in variants]
+        if len(series) > 1:
+            plt.multiple_bar(methods, series, labels=variants)
+        else:
+            plt.bar(methods, series[0], label=variants[0])
+        plt.title(f"run {report['run_id']} · {report['model']}")
+        plot.refresh()
+
+    @on(DataTable.RowHighlighted, "#eval-runs")
+    def _run_highlighted(self) -> None:
+        self.poll()
+
+    # -- actions --------------------------------------------------------------------------
+    @on(Button.Pressed, "#eval-start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    def action_start(self) -> None:
+        if not self.character:
+            return
+        methods = [m for m in METHODS if self.query_one(f"#eval-m-{m}", Checkbox).value]
+        adapter = self.query_one("#eval-adapter", Select).value
+        queries = self.query_one("#eval-queries", Input).value.strip()
+        k = self.query_one("#eval-k", Input).value.strip() or "5"
+        options = {
+            "adapter": adapter if isinstance(adapter, str) else None,
+            "queries": int(queries) if queries.isdigit() else None,
+            "k": int(k) if k.isdigit() else 5,
+        }
+        self._start_worker(self.character, self.query_one("#eval-model", Input).value.strip(), methods, options)
+
+    @work(thread=True, group="eval-start", exit_on_error=False, description="Run evaluation")
+    def _start_worker(self, character: str, model: str, methods: list[str], options: dict) -> None:
+        config, cid = self.services.evaluation.eval_config(character, model, methods, **options)
+        row = self.services.jobs.start("eval", config, character_id=cid, detach=True)
+        self.post_message(JobStarted(row["id"], "eval"))
+
+    def on_job_started(self, message: JobStarted) -> None:
+        self.notify(f"evaluation job {message.job_id} started; it keeps running if you quit", title="Job")
+        self.poll()
+
+    def action_cancel(self) -> None:
+        self._cancel_worker()
+
+    @work(thread=True, group="eval-cancel", exit_on_error=False, description="Cancel")
+    def _cancel_worker(self) -> None:
+        running = self.services.jobs.list(kind="eval", status="running", limit=1) or self.services.jobs.list(kind="eval", status="queued", limit=1)
+        if not running:
+            self.app.call_from_thread(self.notify, "no evaluation is running", severity="warning")
+            return
+        status = self.services.jobs.cancel(running[0]["id"])
+        self.app.call_from_thread(self.notify, f"job {running[0]['id']}: cancel requested ({status})")
+
+
+def _adapter_name(run: dict) -> str:
+    import json
+
+    return json.loads(run["config_json"]).get("adapter") or "–"

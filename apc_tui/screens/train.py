@@ -1,16 +1,240 @@
-"""Train screen (being built)."""
+"""Train: the DPO set (pairs by source), building APC pairs, DPO / EU as jobs with a settings form,
+a live loss / reward-margin plot, cancel, and every job in the database with its log."""
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.widgets import Static
+from collections import Counter
 
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import Button, DataTable, Input, Label, Select, Static
+
+from ..widgets.jobs import JobLog, JobsTable, MetricsPlot
+from ..widgets.settings_form import SettingsForm
 from .base import WorkbenchScreen
 
+MAIN_SETTINGS = {
+    "dpo": ("epochs", "learning_rate", "beta", "lora_r", "grad_accum", "max_steps", "weighted", "device"),
+    "eu": ("epochs", "learning_rate", "lora_r", "grad_accum", "max_steps", "device"),
+}
+POLL_S = 1.0
 
-class TrainScreen(WorkbenchScreen):
+
+class JobsPolled(Message):
+    """The latest job rows (and, for the selected job, its metrics and new log lines)."""
+
+    def __init__(self, jobs: list[dict], names: dict, job_id: int | None, metrics: list[dict], logs: list[dict], extra: dict) -> None:
+        super().__init__()
+        self.jobs, self.names, self.job_id, self.metrics, self.logs, self.extra = jobs, names, job_id, metrics, logs, extra
+
+
+class JobStarted(Message):
+    def __init__(self, job_id: int, kind: str) -> None:
+        super().__init__()
+        self.job_id, self.kind = job_id, kind
+
+
+class JobsScreenMixin:
+    """Polls jobs from a thread every POLL_S; the screen shows them in `on_jobs_polled`."""
+
+    job_kinds: tuple[str, ...] | None = None
+
+    def start_polling(self) -> None:
+        self.poll_jobs()
+        self.set_interval(POLL_S, self.poll_jobs)
+
+    def poll_jobs(self) -> None:
+        if self.app.screen is self and not self._polling():
+            table = self.query_one(JobsTable)
+            log = self.query_one(JobLog)
+            job_id = table.selected_job()
+            self._poll_worker(job_id, log.last_id if log.job_id == job_id else 0)
+
+    def _polling(self) -> bool:
+        return any(w.node is self and w.group == "jobs-poll" and not w.is_finished for w in self.workers)
+
+    @work(thread=True, exclusive=True, group="jobs-poll", exit_on_error=False, description="Jobs")
+    def _poll_worker(self, job_id: int | None, after_id: int) -> None:
+        svc = self.services.jobs
+        jobs = [j for j in svc.list(limit=50) if self.job_kinds is None or j["kind"] in self.job_kinds]
+        names = {c["id"]: c["name"] for c in self.services.characters.list()}
+        if job_id is None and jobs:
+            job_id = jobs[0]["id"]
+        metrics = svc.metrics(job_id) if job_id else []
+        logs = svc.logs(job_id, after_id=after_id) if job_id else []
+        self.post_message(JobsPolled(jobs, names, job_id, metrics, logs, self.poll_extra()))
+
+    def poll_extra(self) -> dict:
+        return {}
+
+    def show_jobs(self, message: JobsPolled) -> dict | None:
+        table = self.query_one(JobsTable)
+        table.show(message.jobs, message.names)
+        job = next((j for j in message.jobs if j["id"] == message.job_id), None)
+        log = self.query_one(JobLog)
+        log.feed(message.job_id, message.logs if log.job_id in (None, message.job_id) else [])
+        return job
+
+    def action_cancel_job(self) -> None:
+        job_id = self.query_one(JobsTable).selected_job()
+        if job_id is not None:
+            self._cancel_worker(job_id)
+
+    @work(thread=True, group="jobs-cancel", exit_on_error=False, description="Cancel")
+    def _cancel_worker(self, job_id: int) -> None:
+        status = self.services.jobs.cancel(job_id)
+        self.app.call_from_thread(self.notify, f"job {job_id}: cancel requested ({status})", title="Cancel")
+
+    def action_resume_job(self) -> None:
+        job_id = self.query_one(JobsTable).selected_job()
+        if job_id is not None:
+            self._resume_worker(job_id)
+
+    @work(thread=True, group="jobs-cancel", exit_on_error=False, description="Resume")
+    def _resume_worker(self, job_id: int) -> None:
+        row = self.services.jobs.resume(job_id, detach=True)
+        self.post_message(JobStarted(row["id"], row["kind"]))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if isinstance(event.data_table, JobsTable):
+            self.poll_jobs()
+
+
+class TrainScreen(JobsScreenMixin, WorkbenchScreen):
     MODE = "train"
     LABEL = "Train"
+    BINDINGS = [
+        Binding("s", "start", "Start training"),
+        Binding("b", "build_pairs", "Build APC pairs"),
+        Binding("c", "cancel_job", "Cancel job"),
+        Binding("R", "resume_job", "Resume job", show=False),
+        Binding("k", "kind", "DPO/EU", show=False),
+    ]
+
+    def __init__(self, services):
+        super().__init__(services)
+        self.finished_seen: set[int] = set()
 
     def compose_body(self) -> ComposeResult:
-        yield Static("coming soon", classes="placeholder")
+        from engine.dpo_train import DpoSettings
+        from engine.eu_train import EuSettings
+
+        model = self.services.settings.model
+        with Horizontal(id="train-top"):
+            with VerticalScroll(id="train-form", classes="pane"):
+                yield Static("", id="pairs-summary")
+                with Horizontal(classes="form-row"):
+                    yield Label("train", classes="form-label")
+                    yield Select([("DPO (preference pairs)", "dpo"), ("EU (persona dialogues)", "eu")], value="dpo",
+                                 allow_blank=False, id="train-kind", compact=True)  # fmt: skip
+                with Horizontal(classes="form-row"):
+                    yield Label("base model", classes="form-label")
+                    yield Input(model, id="train-model", compact=True, tooltip="tiny | hf:ID_OR_PATH (an API model cannot be fine-tuned)")
+                with Horizontal(classes="form-row"):
+                    yield Label("adapter name", classes="form-label")
+                    yield Input("", id="train-name", compact=True)
+                yield SettingsForm(DpoSettings, MAIN_SETTINGS["dpo"], id="form-dpo")
+                yield SettingsForm(EuSettings, MAIN_SETTINGS["eu"], id="form-eu")
+                yield Button("Start training (s)", id="train-start", variant="primary", compact=True)
+            yield JobsTable(id="train-jobs")
+        with Horizontal(id="train-bottom"):
+            yield MetricsPlot(id="train-plot")
+            yield JobLog(id="train-log")
+
+    def on_mount(self) -> None:
+        self.query_one("#train-form").border_title = "new training job"
+        self.query_one("#train-form").border_subtitle = "pairs: vote on F3/F4 or b"
+        self.query_one("#form-eu").display = False
+        self.refresh_pairs()
+        self.start_polling()
+        self.query_one("#train-jobs").focus()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_pairs()
+        self.poll_jobs()
+
+    # -- the DPO set ----------------------------------------------------------------------
+    def refresh_pairs(self) -> None:
+        name = self.character
+        summary = self.query_one("#pairs-summary", Static)
+        if not name:
+            summary.update("no character: pick one on the Characters screen (F2)")
+            return
+        pairs = self.services.training.list_pairs(name)
+        by = Counter(p["source"] for p in pairs)
+        parts = " · ".join(f"{src} {by[src]}" for src in ("human", "edited", "apc") if by[src]) or "none yet"
+        summary.update(f"[b]{len(pairs)} DPO pairs[/b] ({parts})")
+        kind = str(self.query_one("#train-kind", Select).value)
+        name_input = self.query_one("#train-name", Input)
+        if not name_input.value:
+            slug = "-".join(name.lower().split())
+            n = len(self.services.finetune.list_adapters(name)) + 1
+            name_input.value = f"{slug}-{kind}-{n}" if slug.isascii() else f"adapter-{kind}-{n}"
+
+    @on(Select.Changed, "#train-kind")
+    def _kind_changed(self, event: Select.Changed) -> None:
+        kind = str(event.value)
+        self.query_one("#form-dpo").display = kind == "dpo"
+        self.query_one("#form-eu").display = kind == "eu"
+        name = self.query_one("#train-name", Input)
+        for other in ("dpo", "eu"):
+            name.value = name.value.replace(f"-{other}-", f"-{kind}-")
+
+    def action_kind(self) -> None:
+        select = self.query_one("#train-kind", Select)
+        select.value = "eu" if select.value == "dpo" else "dpo"
+
+    # -- starting jobs --------------------------------------------------------------------
+    @on(Button.Pressed, "#train-start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    def action_start(self) -> None:
+        if not self.character:
+            return
+        kind = str(self.query_one("#train-kind", Select).value)
+        try:
+            settings = self.query_one(f"#form-{kind}", SettingsForm).values()
+        except Exception as exc:
+            self.app.report_failure(exc, "Training form")
+            return
+        model = self.query_one("#train-model", Input).value.strip()
+        name = self.query_one("#train-name", Input).value.strip()
+        self._start_worker(kind, self.character, model, name, settings)
+
+    @work(thread=True, group="train-start", exit_on_error=False, description="Start training")
+    def _start_worker(self, kind: str, character: str, model: str, name: str, settings: dict) -> None:
+        config, cid = self.services.finetune.train_config(kind, character, model, name, settings)
+        row = self.services.jobs.start(kind, config, character_id=cid, detach=True)
+        self.post_message(JobStarted(row["id"], kind))
+
+    def action_build_pairs(self) -> None:
+        if self.character:
+            self._pairs_worker(self.character, self.query_one("#train-model", Input).value.strip())
+
+    @work(thread=True, group="train-start", exit_on_error=False, description="Build pairs")
+    def _pairs_worker(self, character: str, model: str) -> None:
+        s = self.services.settings
+        config, cid = self.services.training.pairs_config(character, model, method=s.method if s.method != "eu" else "rag", k=s.k)
+        row = self.services.jobs.start("pairs", config, character_id=cid, detach=True)
+        self.post_message(JobStarted(row["id"], "pairs"))
+
+    def on_job_started(self, message: JobStarted) -> None:
+        self.notify(f"{message.kind} job {message.job_id} started; it keeps running if you quit (apc jobs list)", title="Job")
+        if message.kind in ("dpo", "eu"):
+            self.query_one("#train-name", Input).value = ""
+        self.poll_jobs()
+        self.set_timer(0.3, lambda: self.query_one(JobsTable).select_job(message.job_id))
+
+    # -- polling --------------------------------------------------------------------------
+    def on_jobs_polled(self, message: JobsPolled) -> None:
+        job = self.show_jobs(message)
+        title = f"job {job['id']} {job['kind']} · {job['status']} · {job.get('progress_text') or ''}" if job else ""
+        self.query_one(MetricsPlot).show(message.metrics, title)
+        if job and job["status"] in ("done", "failed", "cancelled", "dead") and job["id"] not in self.finished_seen:
+            self.finished_seen.add(job["id"])
+            if job["kind"] in ("pairs", "dpo", "eu"):
+                self.refresh_pairs()

@@ -30,6 +30,11 @@ class ChatOptions:
     profile: str | None = None  # discriminator profile for APC; default: settings.profile
     score: bool = True  # score candidates with APC (rag always needs the relevance model)
     device: str | None = None  # auto | cpu | cuda | cuda:N | mps; default: settings.device
+    template: str | None = None  # hf: a Jinja chat template for models that ship none
+    load_in_4bit: bool = False  # hf: NF4 quantisation through bitsandbytes (CUDA only)
+
+    def model_opts(self) -> dict:
+        return {k: v for k, v in (("template", self.template), ("load_in_4bit", self.load_in_4bit)) if v}
 
 
 class ChatService:
@@ -144,7 +149,7 @@ class ChatService:
         k = options.k if options.k is not None else self.settings.k
         if options.n < 1:
             raise InputError(f"--n {options.n}: sample at least one candidate")
-        model = self.models.get(options.model, options.device)
+        model = self.models.get(options.model, options.device, **options.model_opts())
         needs_scorer = options.score or method == "rag"
         scorer = self.scoring.scorer(options.profile, options.device) if needs_scorer and character.enabled_statements else None
         history = self.repo.turns(user_id)

@@ -141,7 +141,6 @@ def _canonical(choice: str, a: int, b: int) -> str:
 
 # -- the `eval` job --------------------------------------------------------------------------------
 def run_eval_job(services, ctx) -> dict:
-    from engine.backends import load_model
     from engine.evaluate import generate_and_score, summarize
     from engine.types import GenerationParams
 
@@ -163,18 +162,19 @@ def run_eval_job(services, ctx) -> dict:
     plan, notes = _plan(svc, cfg, character.id, adapter)
     for note in notes:
         ctx.log(note, "warning")
-    models: dict[str, object] = {}
+    current = None
     params = GenerationParams(**cfg["params"])
     results = []
     for method, variant, spec in plan:
-        if spec not in models:
-            ctx.log(f"loading {spec}")
-            models.clear()  # one model in memory at a time (base, then base + adapter)
+        if spec != current:
+            services.models.close()  # one model in memory at a time: base, then base + adapter
             gc.collect()
-            models[spec] = load_model(spec, device=cfg["device"], **services.models.options(spec))
+            ctx.log(f"loading {spec}")
+            current = spec
+        model = services.models.get(spec, cfg["device"])
         skip = svc.evals.done_queries(run_id, method, variant)
         ctx.log(f"{method}/{variant}: {len(queries) - len(skip & set(queries))} queries to generate")
-        generate_and_score(models[spec], scorer, character, queries, method, k=cfg["k"], params=params,
+        generate_and_score(model, scorer, character, queries, method, k=cfg["k"], params=params,
                            progress=ctx.progress, stop=ctx.stop, skip=skip,
                            on_sample=lambda q, c, m=method, v=variant: svc.evals.add_sample(run_id, m, v, q, c.text, c.score))  # fmt: skip
         samples = [s for s in svc.evals.samples(run_id, method, variant) if s["query"] in set(queries)]

@@ -43,7 +43,7 @@ class JobService:
         row["metrics_latest"] = latest
         row["metrics_count"] = len(metrics)
         row["log_tail"] = logs[-log_tail:]
-        row["children"] = [job_to_dict(r) for r in self.repo.list(parent_job_id=job_id, limit=100)]
+        row["children"] = [job_to_dict(self.repo.refresh(r)) for r in self.repo.children(job_id)]
         row["log_file"] = str(jobs_dir(self.services) / f"{job_id}.log")
         return row
 
@@ -51,9 +51,10 @@ class JobService:
         self.repo.get(job_id)
         return self.repo.metrics(job_id)
 
-    def logs(self, job_id: int) -> list[dict]:
+    def logs(self, job_id: int, *, after_id: int = 0) -> list[dict]:
+        """Log lines of a job; `after_id` returns only newer lines (the TUI polls with it)."""
         self.repo.get(job_id)
-        return self.repo.logs(job_id)
+        return self.repo.logs(job_id, after_id=after_id)
 
     def follow(self, job_id: int, *, poll_s: float = 0.5, timeout_s: float | None = None) -> Iterator[dict]:
         """Yield log lines as they arrive until the job finishes (or is found dead)."""

@@ -26,15 +26,16 @@ class StageFailed(ApcError):
 def pipeline_config(services, character: str, model: str, *, teacher: str | None, skip_synth: bool,
                     discriminators: bool, method: str = "rag", k: int = 5, max_pairs: int = 100, margin: float = 0.2,
                     dpo: dict | None = None, eval_methods: tuple[str, ...] = ("none", "lcm", "rag"),
-                    eval_queries: int | None = None, name: str | None = None) -> tuple[dict, int]:  # fmt: skip
-    pairs_cfg, cid = services.training.pairs_config(character, model, method=method, k=k, max_pairs=max_pairs, margin=margin)
+                    eval_queries: int | None = None, name: str | None = None, max_new_tokens: int = 160) -> tuple[dict, int]:  # fmt: skip
+    pairs_cfg, cid = services.training.pairs_config(character, model, method=method, k=k, max_pairs=max_pairs, margin=margin,
+                                                    max_new_tokens=max_new_tokens)  # fmt: skip
     if discriminators and not teacher and not _has_labels(services, cid):
         raise InputError("--discriminators needs teacher labels: give --teacher SPEC or import teacher data first")
     cfg = {
         "character": pairs_cfg["character"], "model": model, "teacher": teacher or None, "skip_synth": skip_synth,
         "discriminators": discriminators, "method": method, "k": k, "max_pairs": max_pairs, "margin": margin,
         "dpo": {k_: v for k_, v in (dpo or {}).items() if v is not None}, "eval_methods": list(eval_methods),
-        "eval_queries": eval_queries, "profile": pairs_cfg["profile"], "device": pairs_cfg["device"],
+        "eval_queries": eval_queries, "max_new_tokens": max_new_tokens, "profile": pairs_cfg["profile"], "device": pairs_cfg["device"],
     }  # fmt: skip
     cfg["name"] = name or _default_name(cfg)
     return cfg, cid
@@ -95,7 +96,8 @@ def run_pipeline_job(services, ctx) -> dict:
         disc = _stage(services, ctx, "disc_train", {"character": cfg["character"], "device": cfg["device"]})
         profile = out.setdefault("disc_train", disc)["profile"]
     pairs_cfg, _ = services.training.pairs_config(cfg["character"], cfg["model"], method=cfg["method"], k=cfg["k"],
-                                                  max_pairs=cfg["max_pairs"], margin=cfg["margin"], profile=profile, device=cfg["device"])  # fmt: skip
+                                                  max_pairs=cfg["max_pairs"], margin=cfg["margin"], profile=profile, device=cfg["device"],
+                                                  max_new_tokens=cfg["max_new_tokens"])  # fmt: skip
     out["pairs"] = _stage(services, ctx, "pairs", pairs_cfg)
     if not services.training.training_pairs(ctx.character_id):
         raise StageFailed("no preference pair passed the APC margin; lower --margin, raise --max, or label pairs in the TUI")
@@ -105,7 +107,8 @@ def run_pipeline_job(services, ctx) -> dict:
         raise StageFailed(f"adapter {cfg['name']!r} exists but was not made by this pipeline; pass --name with a new name")
     out["dpo"] = _stage(services, ctx, "dpo", dpo_cfg)
     eval_cfg, _ = services.evaluation.eval_config(cfg["character"], cfg["model"], cfg["eval_methods"], adapter=cfg["name"],
-                                                  queries=cfg["eval_queries"], k=cfg["k"], profile=profile, device=cfg["device"])  # fmt: skip
+                                                  queries=cfg["eval_queries"], k=cfg["k"], profile=profile, device=cfg["device"],
+                                                  max_new_tokens=cfg["max_new_tokens"])  # fmt: skip
     out["eval"] = _stage(services, ctx, "eval", eval_cfg)
     return out
 

@@ -35,7 +35,8 @@ class CandidatePanel(VerticalScroll):
         origin = " · your ideal reply" if message.get("origin") == "edited" else ""
         scores = "APC hidden until you vote" if hide_scores else score_line(message.get("score"))
         self.border_title = f"{self.slot} · {scores}{origin}"
-        self.border_subtitle = mark
+        warning = "⚠ tiny: meaningless" if message.get("meaningless") else ""
+        self.border_subtitle = " · ".join(x for x in (mark, warning) if x)
         if mark.startswith("✓"):
             self.add_class("preferred")
         elif mark.startswith("✗"):

@@ -8,7 +8,6 @@ from textual.widgets import DataTable
 
 from .format import bar, printable
 
-COLUMNS = ("A−B", "statement", "yes", "A ent", "A con", "B ent", "B con")
 
 
 def separating_terms(score_a: dict, score_b: dict) -> list[tuple[float, dict, dict]]:
@@ -26,12 +25,14 @@ def _p(value: float, style: str, width: int = 4) -> Text:
 class WhyTable(DataTable):
     """Fed with two score dicts (engine ApcScore.to_dict shape); empty when either is missing."""
 
-    def __init__(self, *, id: str | None = None):
+    def __init__(self, *, id: str | None = None, sides: tuple[str, str] = ("A", "B")):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
-        self.border_title = "WHY A vs B"
+        a, b = sides
+        self.border_title = f"WHY {a} vs {b}"
+        self.columns_ = (f"{a}−{b}", "statement", "yes", f"{a} ent", f"{a} con", f"{b} ent", f"{b} con")
 
     def on_mount(self) -> None:
-        for label in COLUMNS:
+        for label in self.columns_:
             self.add_column(label, key=label)
 
     def show(self, score_a: dict | None, score_b: dict | None, *, statement_width: int = 40) -> None:
@@ -40,7 +41,7 @@ class WhyTable(DataTable):
             self.border_subtitle = "needs two scored replies"
             return
         rows = separating_terms(score_a, score_b)
-        self.border_subtitle = f"{len(rows)} statements · ΔAPC A−B {score_a['delta_apc'] - score_b['delta_apc']:+.2f}"
+        self.border_subtitle = f"{len(rows)} statements · ΔAPC {self.columns_[0]} {score_a['delta_apc'] - score_b['delta_apc']:+.2f}"
         for diff, ta, tb in rows:
             statement = printable(ta["statement"])
             if len(statement) > statement_width:

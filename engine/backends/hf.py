@@ -215,28 +215,39 @@ class HFChatModel(BaseChatModel):
 
     def stream(self, messages: Sequence[Turn], params: GenerationParams = GenerationParams()) -> Iterator[str]:
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         inputs = self._encode(messages)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
         failure: list[BaseException] = []
+        abandoned = threading.Event()  # the consumer stopped iterating: stop generating too
+
+        class _Abandoned(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return abandoned.is_set()
 
         def run() -> None:
             try:
                 with self._lock, torch.inference_mode():
                     if params.seed is not None:
                         torch.manual_seed(params.seed)
-                    self.model.generate(**inputs, **self._gen_kwargs(params, 1), streamer=streamer)
+                    self.model.generate(
+                        **inputs, **self._gen_kwargs(params, 1), streamer=streamer,
+                        stopping_criteria=StoppingCriteriaList([_Abandoned()]),
+                    )  # fmt: skip
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread below
                 failure.append(exc)
                 streamer.end()
 
         thread = threading.Thread(target=run, name="hf-stream", daemon=True)
         thread.start()
-        for delta in streamer:
-            if delta:
-                yield delta
-        thread.join()
+        try:
+            for delta in streamer:
+                if delta:
+                    yield delta
+        finally:
+            abandoned.set()
+            thread.join()
         if failure:
             raise ModelError(f"{self.spec}: generation failed: {str(failure[0])[:200]}") from failure[0]
 

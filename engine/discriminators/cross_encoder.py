@@ -87,7 +87,8 @@ class CrossEncoderDiscriminator:
         quant = (meta.quantize if meta else None) if quantize is None else (None if quantize == "none" else quantize)
         if quant not in (None, "int8"):
             raise ConfigError(f"quantize {quant!r} is not known; use int8 or none")
-        dev = resolve_device(device)
+        # int8 dynamic quantization is a CPU technique: "auto" means the CPU for such a model
+        dev = "cpu" if quant == "int8" and (device or "auto") == "auto" else resolve_device(device)
         if quant == "int8" and dev != "cpu":
             raise ConfigError(f"{source}: int8 dynamic quantization runs on the CPU only; use --device cpu")
         if local and not any(Path(path).glob("*.safetensors")):

@@ -1,0 +1,77 @@
+"""The workbench in a real terminal (tmux): it draws the characters, switches screens, opens help,
+quits cleanly, and never prints a traceback."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures_core import ROOT
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (apt-get install -y tmux)")
+
+
+class Tmux:
+    def __init__(self, tmp_path: Path):
+        self.socket = f"apc-test-{os.getpid()}"
+        self.session = "apc"
+
+    def __call__(self, *args: str, check: bool = True) -> str:
+        proc = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=20)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)}: {proc.stderr}")
+        return proc.stdout
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p", "-t", self.session)
+
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        shown = ""
+        while time.monotonic() < deadline:
+            shown = self.screen()
+            if text in shown:
+                return shown
+            time.sleep(0.3)
+        raise AssertionError(f"{text!r} never appeared on the terminal; it shows:\n{shown}")
+
+
+@pytest.fixture
+def tmux(tmp_path):
+    t = Tmux(tmp_path)
+    yield t
+    t("kill-server", check=False)
+
+
+def test_apc_runs_in_tmux(tmux, tmp_path):
+    apc = Path(sys.executable).parent / "apc"
+    command = shlex.quote(str(apc)) if apc.exists() else f"{shlex.quote(sys.executable)} -m apc_tui.cli"
+    env = f"APC_DB={shlex.quote(str(tmp_path / 'apc.db'))} APC_CONFIG={shlex.quote(str(tmp_path / 'none.toml'))} TERM=xterm-256color"
+    script = f"cd {shlex.quote(str(ROOT))} && env {env} {command}; echo APC-EXIT=$?; sleep 60"
+    tmux("new-session", "-d", "-s", tmux.session, "-x", "100", "-y", "30", script)
+
+    shown = tmux.wait_for("Kaito Renn")
+    assert "Maelle Kervran" in shown and "顾明澜" in shown and "Characters F2" in shown
+    assert "24" in shown  # statement counts
+
+    tmux("send-keys", "-t", tmux.session, "F3")
+    shown = tmux.wait_for("Prefer A")
+    assert "MEANINGLESS" in shown  # the default model is tiny
+
+    tmux("send-keys", "-t", tmux.session, "F1")
+    tmux.wait_for("Active-Passive-Constraint")
+    tmux("send-keys", "-t", tmux.session, "Escape")
+    tmux("send-keys", "-t", tmux.session, "F5")
+    tmux.wait_for("new training job")
+
+    tmux("send-keys", "-t", tmux.session, "C-q")
+    shown = tmux.wait_for("APC-EXIT=")
+    assert "APC-EXIT=0" in shown, shown
+    assert "Traceback" not in shown and "Error" not in shown, shown
