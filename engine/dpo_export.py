@@ -79,9 +79,12 @@ def export_pairs(pairs: Sequence[PreferencePair], fmt: str, out: Path | str, *, 
         return [data, out / "dataset_info.json"]
     from datasets import Dataset
 
+    from engine.lora_train import quiet_training
+
     rows = [
         {**_chat(p), "source": p.source, "chosen_apc": p.chosen_apc, "rejected_apc": p.rejected_apc, "weight": float(p.weight)}
         for p in pairs
     ]
-    Dataset.from_list(rows).save_to_disk(str(out))
+    with quiet_training():
+        Dataset.from_list(rows).save_to_disk(str(out))
     return sorted(p for p in out.iterdir())

@@ -8,6 +8,7 @@ bf16 (fp16 where bf16 is missing) with gradient checkpointing; 4-bit (QLoRA) onl
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -84,7 +85,9 @@ def load_base(base: BaseModel, device: str, use_4bit: bool, trust_remote_code: b
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would garble the CLI and job logs
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
     kwargs: dict = {"use_safetensors": True, "trust_remote_code": trust_remote_code, "local_files_only": offline}
     if device.startswith("cuda"):
@@ -249,13 +252,15 @@ def last_metrics(log_history: list[dict]) -> dict[str, float]:
 
 @contextmanager
 def quiet_training():
-    """No dataset progress bars while preparing data: they would garble the CLI and job logs."""
+    """No dataset progress bars nor library deprecation noise: they would garble the CLI and job logs."""
     from datasets.utils import logging as ds_logging
 
     was_enabled = ds_logging.is_progress_bar_enabled()
     ds_logging.disable_progress_bar()
     try:
-        yield
+        with warnings.catch_warnings():  # deprecations raised inside TRL/transformers, not by our calls
+            warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+            yield
     finally:
         if was_enabled:
             ds_logging.enable_progress_bar()

@@ -162,6 +162,17 @@ def test_memory_estimate_refuses_what_cannot_fit(tiny_dir):
     check_memory("cpu", 10**15, "DPO")  # no GPU: nothing to check
 
 
+def test_memory_check_refuses_a_full_gpu(monkeypatch):
+    import torch
+
+    from engine.lora_train import check_memory
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda index=0: (2 * 1024**3, 80 * 1024**3))
+    with pytest.raises(ConfigError, match=r"needs about 10.0 GiB on cuda:0 but only 2.0 GiB is free; use --4bit"):
+        check_memory("cuda:0", 10 * 1024**3, "DPO training")
+    check_memory("cuda", 1024**3, "DPO training")  # fits: no error
+
+
 @pytest.mark.slow
 def test_dpo_job_registers_adapter_with_lineage(dpo_services, tiny_dir, one_thread_torch):
     from engine.backends import load_model

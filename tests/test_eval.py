@@ -132,21 +132,55 @@ def test_agreement_two_annotators_cohen(dpo_services, keyword_scorer, branch):
 
 
 @pytest.mark.slow
-def test_pipeline_runs_stages_as_jobs_and_skips_them_on_rerun(scripted_services, tiny_dir, one_thread_torch):
+def test_pipeline_runs_stages_as_jobs_and_skips_them_on_rerun(scripted_services, tiny_dir, one_thread_torch, monkeypatch):
     from apc_tui.services.pipeline import pipeline_config
 
     svc = scripted_services
-    config, cid = pipeline_config(svc, CHARACTER, "tiny", teacher=None, skip_synth=False, discriminators=False, k=2,
+    synth_calls = []
+    monkeypatch.setattr(svc.synthesis, "run_stage", lambda character, stage, teacher, **kw: synth_calls.append((stage, teacher)) or {"stage": stage})
+    config, cid = pipeline_config(svc, CHARACTER, "tiny", teacher="openai:teacher", skip_synth=False, discriminators=False, k=2,
                                   dpo={"max_steps": 1, "lora_r": 4, "grad_accum": 1, "max_length": 1024}, eval_methods=("none", "rag"),
                                   max_new_tokens=8)  # fmt: skip
     row = svc.jobs.start("pipeline", config, character_id=cid)
     assert row["status"] == "done", row["error"]
+    assert synth_calls == [(s, "openai:teacher") for s in ("statements", "queries", "relevance", "nli")]
     children = svc.jobs.show(row["id"])["children"]
-    assert [(c["kind"], c["status"]) for c in children] == [("pairs", "done"), ("dpo", "done"), ("eval", "done")]
+    assert [(c["kind"], c["status"]) for c in children] == [("synth", "done"), ("pairs", "done"), ("dpo", "done"), ("eval", "done")]
+    assert all(c["parent_job_id"] == row["id"] for c in children)
     assert row["artifacts"]["pairs"]["pairs_kept"] == len(TRAIN_QUERIES)
     assert {(r["method"], r["variant"]) for r in row["artifacts"]["eval"]["results"]} == {
         ("none", "base"), ("none", "adapter"), ("rag", "base"), ("rag", "adapter")}
     again = svc.jobs.start("pipeline", config, character_id=cid)  # rerun: every stage is found done
     assert again["status"] == "done" and svc.jobs.show(again["id"])["children"] == []
-    assert sum("skipped" in line["message"] for line in svc.jobs.logs(again["id"])) == 3
-    assert again["artifacts"]["eval"]["run_id"] == row["artifacts"]["eval"]["run_id"]
+    assert sum("skipped" in line["message"] for line in svc.jobs.logs(again["id"])) == 4
+    assert again["artifacts"]["eval"]["run_id"] == row["artifacts"]["eval"]["run_id"] and len(synth_calls) == 4
+
+
+def test_disc_train_stage_writes_the_teacher_labels_and_returns_a_profile(dpo_services, monkeypatch):
+    from types import SimpleNamespace
+
+    from apc_tui.storage import now
+
+    svc = dpo_services
+    cid = svc.character_id
+    stmt = {r["text"]: r["id"] for r in svc.store.db.query("SELECT id, text FROM statements WHERE character_id = ?", [cid])}
+    queries = [r["id"] for r in svc.store.db.query("SELECT id FROM queries WHERE character_id = ?", [cid])]
+    with svc.store.transaction() as db:
+        for i in range(12):
+            s_id, q_id = list(stmt.values())[i % 3], queries[i % len(queries)]
+            db["teacher_labels"].insert({"task": "relevance", "character_id": cid, "statement_id": s_id, "query_id": q_id,
+                                         "response": "", "label": "yes", "teacher": "t", "created_at": now()})  # fmt: skip
+            db["teacher_labels"].insert({"task": "nli", "character_id": cid, "statement_id": s_id, "query_id": q_id,
+                                         "response": f"reply {i}", "intended": "entailed", "label": "entailed", "teacher": "t", "created_at": now()})  # fmt: skip
+    seen = []
+
+    def fake_train(config, progress=None, stop=None):
+        rows = [line for line in config.data.read_text().splitlines() if line]
+        seen.append((config.task, len(rows), '"response"' in rows[0]))
+        return SimpleNamespace(out=config.out, metrics={"accuracy": 1.0})
+
+    monkeypatch.setattr(svc.scoring, "train_discriminator", fake_train)
+    row = svc.jobs.start("disc_train", {"character": CHARACTER, "device": "cpu"}, character_id=cid)
+    assert row["status"] == "done", row["error"]
+    assert seen == [("relevance", 12, False), ("nli", 12, True)]
+    assert row["artifacts"]["profile"].startswith("rel=") and ",nli=" in row["artifacts"]["profile"]

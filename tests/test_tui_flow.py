@@ -23,10 +23,12 @@ KOISHI = {
 
 
 async def wait_for(pilot, app, condition, timeout: float, what: str):
+    started = time.monotonic()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         await pilot.pause()
         if condition():
+            print(f"{what}: {time.monotonic() - started:.1f}s")
             return
         await asyncio.sleep(0.5)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
@@ -72,11 +74,39 @@ async def test_import_chat_vote_train_evaluate(scored_services, make_tui, tmp_pa
         human = services.training.list_pairs("Komeiji Koishi", "human")
         assert [(p["chosen_message_id"], p["rejected_message_id"]) for p in human] == [(a["id"], b["id"])]
 
+        # regenerate: two more siblings, shown as the new pair
+        turn = chat.state.turn_id
+        await pilot.press("escape", "r")  # after a vote the message box has focus: esc leaves it
+        await wait_for(pilot, app, lambda: len(chat.state.candidates()) == 4 and not chat.query_one("#cand-a").loading, 120, "regenerated")
+        assert set(chat.state.pair) == {m["id"] for m in chat.state.candidates()[2:]}
+
+        # an ideal response: stored beside the others, scored, shown against the one it replaces
+        target = chat.state.shown()[0]["id"]
+        await pilot.press("e")
+        await pilot.pause()
+        app.screen.query_one("#prompt-text").text = "I live in Chireiden with my sister, Satori!"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, app, lambda: len(chat.state.candidates()) == 5, 120, "the edited reply")
+        edited = chat.state.shown()[1]
+        assert chat.state.pair[0] == target and edited["origin"] == "edited" and edited["score"]["n_statements"] == 3
+
+        # the exact prompt of a reply, then a branch: a new user turn after reply A
+        await pilot.press("p")
+        await pilot.pause()
+        assert "Where do you live?" in str(app.screen.query_one("#viewer-body").render())
+        await pilot.press("escape", "b")
+        await pilot.pause()
+        app.screen.query_one("#prompt-input").value = "And who is your sister?"
+        await pilot.press("enter")
+        await wait_for(pilot, app, lambda: chat.state.turn_id not in (None, turn) and chat.state.pair is not None, 120, "the branch")
+        assert chat.state.messages[chat.state.turn_id]["parent_id"] == target
+        assert len(chat.state.candidates()) == 2
+
         # train: DPO as a detached job; progress and log lines appear
         await pilot.press("f5")
         await settle(pilot, app)
         train = app.screen
-        assert "1 DPO pairs" in str(train.query_one("#pairs-summary").render())
+        assert "human 1" in str(train.query_one("#pairs-summary").render())
         for name, value in (("epochs", "1"), ("max_steps", "1"), ("lora_r", "4"), ("grad_accum", "1"), ("device", "cpu")):
             train.query_one(f"#form-dpo #set-{name}").value = value
         await pilot.press("s")
@@ -97,6 +127,7 @@ async def test_import_chat_vote_train_evaluate(scored_services, make_tui, tmp_pa
         ev = app.screen
         ev.query_one("#eval-m-rag").value = False
         ev.query_one("#eval-queries").value = "1"
+        ev.query_one("#eval-tokens").value = "12"
         adapters = services.finetune.list_adapters("Komeiji Koishi")
         assert [x["name"] for x in adapters] == ["komeiji-koishi-dpo-1"]
         ev.load_adapters()

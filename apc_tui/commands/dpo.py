@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from .common import CharacterOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, echo_table, emit, services
-from .jobs import launch_job
+from .jobs import k_or_setting, launch_job
 
 app = typer.Typer(no_args_is_help=True)
 adapters_app = typer.Typer(no_args_is_help=True)
@@ -51,7 +51,7 @@ def pairs(
 ) -> None:
     """Sample two replies per train query, score both with APC, keep pairs that differ by > margin."""
     svc = services(ctx).training
-    config, cid = svc.pairs_config(character, model, method=method, k=k or 5, max_pairs=max_pairs, margin=margin,
+    config, cid = svc.pairs_config(character, model, method=method, k=k_or_setting(ctx, k), max_pairs=max_pairs, margin=margin,
                                    profile=profile, device=device, max_new_tokens=max_new_tokens)  # fmt: skip
     row = launch_job(ctx, "pairs", config, character_id=cid, detach=detach, as_json=as_json)
     if not detach:

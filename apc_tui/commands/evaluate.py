@@ -9,7 +9,7 @@ import typer
 from engine.errors import InputError
 
 from .common import CharacterOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, echo_table, emit, services
-from .jobs import launch_job
+from .jobs import k_or_setting, launch_job
 
 MethodsOpt = Annotated[str, typer.Option("--methods", help="Comma list of none, lcm, rag, eu.")]
 TokensOpt = Annotated[int, typer.Option("--max-new-tokens", help="Upper bound on each reply's length in tokens.")]
@@ -56,7 +56,7 @@ def eval_cmd(
 ) -> None:
     """Generate per method for the eval queries, score with APC, report ΔAPC with a 95% interval."""
     config, cid = services(ctx).evaluation.eval_config(
-        character, model, _methods(methods), adapter=adapter, eu_adapter=eu_adapter, queries=queries, k=k or 5,
+        character, model, _methods(methods), adapter=adapter, eu_adapter=eu_adapter, queries=queries, k=k_or_setting(ctx, k),
         profile=profile, device=device, seed=seed, max_new_tokens=max_new_tokens,
     )  # fmt: skip
     row = launch_job(ctx, "eval", config, character_id=cid, detach=detach, as_json=as_json)
@@ -105,6 +105,8 @@ def pipeline_cmd(
     methods: MethodsOpt = "none,lcm,rag",
     queries: Annotated[int | None, typer.Option("--queries", help="Eval queries to use.")] = None,
     max_new_tokens: TokensOpt = 160,
+    profile: ProfileOpt = None,
+    device: DeviceOpt = None,
     detach: DetachOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -113,9 +115,9 @@ def pipeline_cmd(
 
     dpo = {"epochs": epochs, "lora_r": lora_r, "max_steps": max_steps}
     config, cid = pipeline_config(services(ctx), character, model, teacher=teacher, skip_synth=skip_synth,
-                                  discriminators=discriminators, method=method, k=k or 5, max_pairs=max_pairs, margin=margin,
+                                  discriminators=discriminators, method=method, k=k_or_setting(ctx, k), max_pairs=max_pairs, margin=margin,
                                   dpo=dpo, eval_methods=tuple(_methods(methods)), eval_queries=queries, name=name,
-                                  max_new_tokens=max_new_tokens)  # fmt: skip
+                                  max_new_tokens=max_new_tokens, profile=profile, device=device)  # fmt: skip
     row = launch_job(ctx, "pipeline", config, character_id=cid, detach=detach, as_json=as_json)
     if not detach:
         emit({"job_id": row["id"], **row["artifacts"]}, as_json, lambda d: render_results({**d["eval"], "notes": d["eval"].get("notes", [])}))

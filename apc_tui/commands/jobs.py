@@ -10,7 +10,7 @@ import typer
 
 from engine.errors import ApcError
 
-from .common import JsonOpt, echo_table, emit, services
+from .common import JsonOpt, echo_table, emit, services, settings
 
 app = typer.Typer(no_args_is_help=True)
 JobIdArg = Annotated[int, typer.Argument(help="Job id (see `apc jobs list`).")]
@@ -41,6 +41,11 @@ def launch_job(ctx: typer.Context, kind: str, config: dict, *, character_id: int
         typer.echo(f"job {row['id']} cancelled; continue it with `apc jobs resume {row['id']}`", err=True)
         raise typer.Exit(130)
     return row
+
+
+def k_or_setting(ctx: typer.Context, k: int | None) -> int:
+    """--k when given, else the configured k (settings.k)."""
+    return k if k is not None else settings(ctx).k
 
 
 class _LogTail:

@@ -70,6 +70,9 @@ class EvaluateScreen(WorkbenchScreen):
                 with Horizontal(classes="form-row"):
                     yield Label("k", classes="form-label")
                     yield Input(str(s.k), id="eval-k", type="integer", compact=True)
+                with Horizontal(classes="form-row"):
+                    yield Label("max tokens", classes="form-label")
+                    yield Input("160", id="eval-tokens", type="integer", compact=True, tooltip="upper bound on each reply's length")
                 yield Button("Run evaluation (s)", id="eval-start", variant="primary", compact=True)
                 yield Static("", id="eval-job")
                 yield ProgressBar(total=1.0, id="eval-progress", show_eta=False)
@@ -110,7 +113,7 @@ class EvaluateScreen(WorkbenchScreen):
 
     # -- polling --------------------------------------------------------------------------
     def poll(self) -> None:
-        if self.app.screen is not self or any(w.node is self and w.group == "eval-poll" and not w.is_finished for w in self.workers):
+        if not self.is_current or any(w.node is self and w.group == "eval-poll" and not w.is_finished for w in self.workers):
             return
         runs = self.query_one("#eval-runs", DataTable)
         selected = runs.coordinate_to_cell_key(runs.cursor_coordinate).row_key.value if runs.row_count else None
@@ -198,11 +201,13 @@ class EvaluateScreen(WorkbenchScreen):
         methods = [m for m in METHODS if self.query_one(f"#eval-m-{m}", Checkbox).value]
         adapter = self.query_one("#eval-adapter", Select).value
         queries = self.query_one("#eval-queries", Input).value.strip()
-        k = self.query_one("#eval-k", Input).value.strip() or "5"
+        k = self.query_one("#eval-k", Input).value.strip()
+        tokens = self.query_one("#eval-tokens", Input).value.strip()
         options = {
             "adapter": adapter if isinstance(adapter, str) else None,
             "queries": int(queries) if queries.isdigit() else None,
-            "k": int(k) if k.isdigit() else 5,
+            "k": int(k) if k.isdigit() else self.services.settings.k,
+            "max_new_tokens": int(tokens) if tokens.isdigit() and int(tokens) > 0 else 160,
         }
         self._start_worker(self.character, self.query_one("#eval-model", Input).value.strip(), methods, options)
 

@@ -47,7 +47,7 @@ class JobsScreenMixin:
         self.set_interval(POLL_S, self.poll_jobs)
 
     def poll_jobs(self) -> None:
-        if self.app.screen is self and not self._polling():
+        if self.is_current and not self._polling():
             table = self.query_one(JobsTable)
             log = self.query_one(JobLog)
             job_id = table.selected_job()

@@ -82,6 +82,16 @@ class FinetuneService:
         ctx.log(f"adapter {cfg['name']!r} registered; load it with --model {self.spec_for(row)}")
         return {"adapter": cfg["name"], "adapter_id": adapter_id, "spec": self.spec_for(row), "metrics": result.metrics}
 
+    def already_registered(self, ctx) -> dict | None:
+        """A resumed job whose adapter was registered before its process died: nothing left to train."""
+        if not self.adapters.exists(ctx.config["name"]):
+            return None
+        row = self.adapters.get(ctx.config["name"])
+        if row["job_id"] != ctx.job_id:
+            raise InputError(f"an adapter named {ctx.config['name']!r} exists already; start a new job with another --name")
+        ctx.log(f"adapter {row['name']!r} was registered by this job before it stopped; nothing to redo")
+        return {"adapter": row["name"], "adapter_id": row["id"], "spec": self.spec_for(row), "metrics": adapter_to_dict(row)["metrics"]}
+
     def out_dir(self, name: str) -> Path:
         return Path(self.services.settings.adapters_dir).expanduser() / name
 
@@ -108,6 +118,8 @@ def run_dpo_job(services, ctx) -> dict:
 
     svc: FinetuneService = services.finetune
     cfg = ctx.config
+    if (done := svc.already_registered(ctx)) is not None:
+        return done
     if "pair_ids" in ctx.checkpoint:  # a resumed run trains on exactly the pairs it started with
         pairs = PairRepo(services.store).by_ids(ctx.checkpoint["pair_ids"])
     else:
@@ -127,6 +139,8 @@ def run_eu_job(services, ctx) -> dict:
 
     svc: FinetuneService = services.finetune
     cfg = ctx.config
+    if (done := svc.already_registered(ctx)) is not None:
+        return done
     character = svc.characters.get(cfg["character"])
     repo = PairRepo(services.store)
     entailed = repo.entailed_replies(character.id)

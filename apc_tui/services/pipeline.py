@@ -26,9 +26,10 @@ class StageFailed(ApcError):
 def pipeline_config(services, character: str, model: str, *, teacher: str | None, skip_synth: bool,
                     discriminators: bool, method: str = "rag", k: int = 5, max_pairs: int = 100, margin: float = 0.2,
                     dpo: dict | None = None, eval_methods: tuple[str, ...] = ("none", "lcm", "rag"),
-                    eval_queries: int | None = None, name: str | None = None, max_new_tokens: int = 160) -> tuple[dict, int]:  # fmt: skip
+                    eval_queries: int | None = None, name: str | None = None, max_new_tokens: int = 160,
+                    profile: str | None = None, device: str | None = None) -> tuple[dict, int]:  # fmt: skip
     pairs_cfg, cid = services.training.pairs_config(character, model, method=method, k=k, max_pairs=max_pairs, margin=margin,
-                                                    max_new_tokens=max_new_tokens)  # fmt: skip
+                                                    max_new_tokens=max_new_tokens, profile=profile, device=device)  # fmt: skip
     if discriminators and not teacher and not _has_labels(services, cid):
         raise InputError("--discriminators needs teacher labels: give --teacher SPEC or import teacher data first")
     cfg = {

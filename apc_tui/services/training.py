@@ -207,6 +207,8 @@ def run_pairs_job(services, ctx) -> dict:
         return {"pairs_kept": kept_before, "queries": len(done)}
     ctx.log(f"loading {cfg['model']} and the {cfg['profile']} discriminators")
     model = services.models.get(cfg["model"], cfg["device"])
+    if getattr(model, "meaningless", False):
+        ctx.log(f"{cfg['model']} writes meaningless text: these pairs only exercise the pipeline", "warning")
     scorer = services.scoring.scorer(cfg["profile"], cfg["device"])
     state = {"done": sorted(done, key=str), "kept": kept_before, "stored": 0}
 

@@ -165,10 +165,10 @@ class PairRepo:
             "SELECT id, text FROM queries WHERE character_id = ? AND split = ? ORDER BY id", [character_id, split])]
 
     def query_statements(self, character_id: int) -> list[tuple[str, str]]:
-        """(query, statement text it was written for), train split first."""
+        """(train query, statement text it was written for); eval queries stay unseen by training."""
         return [(r["q"], r["s"]) for r in self.store.db.query(
             """SELECT q.text AS q, s.text AS s FROM queries q JOIN statements s ON s.id = q.statement_id
-               WHERE q.character_id = ? AND s.enabled ORDER BY q.split = 'eval', q.id""", [character_id])]
+               WHERE q.character_id = ? AND s.enabled AND q.split = 'train' ORDER BY q.id""", [character_id])]
 
     def entailed_replies(self, character_id: int) -> list[tuple[str, str]]:
         """(query, reply) from teacher NLI rows written to be entailed (and not relabelled otherwise)."""
