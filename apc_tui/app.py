@@ -17,7 +17,7 @@ from textual.screen import Screen
 
 from engine.errors import ApcError
 
-from .screens import SCREENS_BY_MODE
+from .screens import SCREENS_BY_MODE, screen_class
 
 MODE_KEYS = {"characters": "f2", "chat": "f3", "annotate": "f4", "train": "f5", "evaluate": "f6"}
 
@@ -46,8 +46,8 @@ class WorkbenchApp(App):
         self.services = services
         self.start_mode = start_mode
         options = {"annotate": {"seed": seed}}
-        for mode, screen_cls in SCREENS_BY_MODE.items():
-            self.add_mode(mode, lambda cls=screen_cls, mode=mode: cls(self.services, **options.get(mode, {})))
+        for mode in SCREENS_BY_MODE:
+            self.add_mode(mode, lambda mode=mode: screen_class(mode)(self.services, **options.get(mode, {})))
 
     def on_mount(self) -> None:
         names = self.services.characters.repo.names()

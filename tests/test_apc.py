@@ -176,3 +176,13 @@ def test_scoring_service_by_character_persists(tmp_path, tiny_profile, monkeypat
     assert result.to_dict()["n_statements"] == 3 and len(result.score_ids) == 2
     assert ScoreRepo(services.store).get(result.score_ids[1]) == result.scores[1]
     assert svc.scorer() is svc.scorer(tiny_profile, "cpu")  # loaded once
+
+
+def test_service_reports_judge_text_fallback(services, fake_chat_model):
+    svc = services.scoring
+    key = (svc.settings.profile, svc.settings.device)
+    svc._scorers[key] = ApcScorer(with_judge_model(fake_chat_model(logprobs=None, answer="yes"), "judge:fake"))
+    result = svc.score([S1, S2], "q", ["r"], name="Alice")
+    assert result.notes == ("relevance judge: 2 answer(s) read from text (no log-probs from the backend), 0 unparsed",
+                            "nli judge: 2 answer(s) read from text (no log-probs from the backend), 2 unparsed")  # fmt: skip
+    assert result.to_dict()["profile"] == "judge:fake"

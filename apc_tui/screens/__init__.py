@@ -1,19 +1,22 @@
-"""The workbench screens, one per mode (F2..F6), plus modal dialogs."""
+"""The workbench screens, one per mode (F2..F6), plus modal dialogs.
+
+Screen modules are imported when their mode is first opened: the first frame pays only for the
+Characters screen (plot and training widgets load with their screens).
+"""
 
 from __future__ import annotations
 
-from .annotate import AnnotateScreen
-from .characters import CharactersScreen
-from .chat import ChatScreen
-from .evaluate import EvaluateScreen
-from .train import TrainScreen
+from importlib import import_module
 
 SCREENS_BY_MODE = {
-    "characters": CharactersScreen,
-    "chat": ChatScreen,
-    "annotate": AnnotateScreen,
-    "train": TrainScreen,
-    "evaluate": EvaluateScreen,
+    "characters": "characters:CharactersScreen",
+    "chat": "chat:ChatScreen",
+    "annotate": "annotate:AnnotateScreen",
+    "train": "train:TrainScreen",
+    "evaluate": "evaluate:EvaluateScreen",
 }
 
-__all__ = ["SCREENS_BY_MODE", "AnnotateScreen", "CharactersScreen", "ChatScreen", "EvaluateScreen", "TrainScreen"]
+
+def screen_class(mode: str):
+    module, _, name = SCREENS_BY_MODE[mode].partition(":")
+    return getattr(import_module(f"{__name__}.{module}"), name)

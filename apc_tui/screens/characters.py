@@ -11,6 +11,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Label, Static
 
+from engine.types import Character
+
 from ..widgets.format import fmt_signed
 from .base import WorkbenchScreen
 from .dialogs import Confirm, ExportDialog, TextPrompt
@@ -59,16 +61,17 @@ class CharactersScreen(WorkbenchScreen):
         chars = self.query_one("#character-table", DataTable)
         chars.add_columns("Name", "Lang", "Stmts", "ΔAPC")
         self.query_one("#statement-table", DataTable).add_columns("#", "On", "Origin", "Statement")
-        self.reload(self.character)
+        self.shown: Character | None = None
+        self.width_used = 0
         chars.focus()
 
     def on_screen_resume(self) -> None:
         self.reload(self.character)
 
-    def on_resize(self) -> None:
-        if self.character:
+    def on_resize(self, event) -> None:
+        if self.shown is not None and event.size.width != self.width_used:
             s = self._selected_statement()
-            self._show_statements(self.character, s.id if s else None)
+            self._show_statements(self.shown.name, s.id if s else None)
 
     # -- data -----------------------------------------------------------------------------
     def reload(self, name: str | None = None, statement_id: int | None = None) -> None:
@@ -92,11 +95,13 @@ class CharactersScreen(WorkbenchScreen):
         table = self.query_one("#statement-table", DataTable)
         table.clear()
         if name is None:
+            self.shown = None
             self.query_one("#statement-title", Label).update("Statements")
             return
         if self.app.character != name:
             self.app.character = name
-        c = self.services.characters.get(name)
+        c = self.shown = self.services.characters.get(name)
+        self.width_used = self.size.width
         self.query_one("#statement-title", Label).update(f"{c.name} · {len(c.statements)} statements · {c.language}")
         room = max(20, (table.size.width or self.app.size.width - 40) - 20)
         for i, s in enumerate(c.statements, 1):
@@ -109,10 +114,10 @@ class CharactersScreen(WorkbenchScreen):
 
     def _selected_statement(self):
         table = self.query_one("#statement-table", DataTable)
-        if not self.character or table.row_count == 0:
+        if self.shown is None or table.row_count == 0:
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return next((s for s in self.services.characters.get(self.character).statements if str(s.id) == key), None)
+        return next((s for s in self.shown.statements if str(s.id) == key), None)
 
     def _show_detail(self) -> None:
         s = self._selected_statement()

@@ -98,11 +98,12 @@ class ScoringService:
             if not name.strip():
                 raise InputError("statements need the character's name (the discriminators read it)")
         scorer = self.scorer(profile, device)
+        before = _fallback_counts(scorer.pair)
         scores = scorer.score(name, statements, query, responses, progress=progress, stop=stop)
         ids = []
         if persist:
             ids = self.scores.save_many(scores, query=query, character_id=character_id, statement_ids=statement_ids)
-        return ScoringResult(name, scorer.profile, statements, query, scores, ids, _judge_notes(scorer.pair))
+        return ScoringResult(name, scorer.profile, statements, query, scores, ids, _judge_notes(scorer.pair, before))
 
     @staticmethod
     def read_statements_file(path: Path) -> tuple[str, tuple[str, ...]]:
@@ -138,13 +139,15 @@ class ScoringService:
         return train_discriminator(config, progress=progress, stop=stop)
 
 
-def _judge_notes(pair) -> tuple[str, ...]:
+def _fallback_counts(pair) -> dict[str, tuple[int, int]]:
+    return {d.task: (getattr(d, "fallback_calls", 0), getattr(d, "unparsed", 0)) for d in (pair.relevance, pair.nli)}
+
+
+def _judge_notes(pair, before: dict[str, tuple[int, int]]) -> tuple[str, ...]:
+    """Say so when a judge read answers from text in this call (its backend gave no log-probs)."""
     notes = []
-    for disc in (pair.relevance, pair.nli):
-        fallback = getattr(disc, "fallback_calls", 0)
+    for task, (fallback, unparsed) in _fallback_counts(pair).items():
+        fallback, unparsed = fallback - before[task][0], unparsed - before[task][1]
         if fallback:
-            unparsed = getattr(disc, "unparsed", 0)
-            notes.append(
-                f"{disc.task} judge: {fallback} answer(s) read from text (no log-probs from the backend), {unparsed} unparsed"
-            )
+            notes.append(f"{task} judge: {fallback} answer(s) read from text (no log-probs from the backend), {unparsed} unparsed")
     return tuple(notes)

@@ -56,6 +56,7 @@ class MetricsPlot(PlotextPlot):
         self.border_title = "loss · reward margin"
 
     def show(self, metrics: list[dict], title: str = "") -> None:
+        self.title_text = title
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
