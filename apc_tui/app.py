@@ -39,12 +39,15 @@ class WorkbenchApp(App):
 
     character: reactive[str | None] = reactive(None)
     """The character every screen works on (chosen on the Characters screen)."""
+    annotator: reactive[str] = reactive("")
+    """Who labels (settings.annotator; editable on the Annotate screen, used by Chat votes too)."""
 
     def __init__(self, services, *, start_mode: str = "characters", seed: int | None = None):
         """`seed` fixes the annotation queue's left/right order (tests, snapshots)."""
         super().__init__()
         self.services = services
         self.start_mode = start_mode
+        self.set_reactive(WorkbenchApp.annotator, services.settings.annotator)
         options = {"annotate": {"seed": seed}}
         for mode in SCREENS_BY_MODE:
             self.add_mode(mode, lambda mode=mode: screen_class(mode)(self.services, **options.get(mode, {})))

@@ -216,7 +216,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--queries", type=int, default=50)
     ap.add_argument("--responses", type=int, default=2)
     ap.add_argument("--budget", type=float, default=120.0, help="seconds of timed work; no round starts that would overrun it (0: all queries)")
-    ap.add_argument("--block", type=int, default=50, help="statements per unit of interleaved work")
+    ap.add_argument("--block", type=int, default=25, help="statements per unit of interleaved work")
     ap.add_argument("--reference-statements", type=int, default=8, help="statements per unit for the slow reference")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--device", default="cpu")

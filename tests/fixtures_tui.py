@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.fixtures_engine"]  # tiny_profile (registered here too in case conftest lacks it)
-
 SIZE = (100, 32)  # pilot tests; snapshots use their own fixed sizes
 
 

@@ -94,3 +94,15 @@ async def test_banner_follows_the_model_spec_and_bad_k_is_a_notification(tui_ser
         await pilot.press("enter")
         await settle(pilot, app)
         assert any("k=" in n.message for n in app._notifications if n.severity == "error")
+
+
+async def test_votes_from_earlier_sessions_are_shown(tui_services, make_tui):
+    seeded = seed_conversation(tui_services)
+    a, b = seeded["turns"][-1]["candidates"]
+    tui_services.training.record_preference(a, b, "b", annotator="tester")
+    tui_services.training.record_preference(a, b, "a", annotator="someone else")
+    app = make_tui(tui_services)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_chat(app, pilot)
+        assert "preferred" in str(screen.query_one("#cand-b").border_subtitle)
+        assert screen.state.continue_from() == b

@@ -117,8 +117,9 @@ async def test_import_chat_vote_train_evaluate(scored_services, make_tui, tmp_pa
         await wait_for(pilot, app, lambda: services.jobs.show(job_id)["status"] in ("done", "failed", "dead"), 240, "the DPO job")
         row = services.jobs.show(job_id)
         assert row["status"] == "done", row
-        await wait_for(pilot, app, lambda: train.query_one("#train-log").line_count > 1, 10, "the job log in the TUI")
-        assert "done" in str(train.query_one("#train-jobs").get_row(str(job_id))[2])
+        table = train.query_one("#train-jobs")
+        await wait_for(pilot, app, lambda: "done" in str(table.get_row(str(job_id))[2]), 10, "the job done in the TUI")
+        assert train.query_one("#train-log").line_count > 1
         assert services.jobs.metrics(job_id), "the trainer logged no metrics"
 
         # evaluate: base vs the adapter just trained, as a job

@@ -48,6 +48,16 @@ async def test_train_shows_cli_jobs_with_log_plot_and_cancel(tui_services, make_
         assert screen.query_one("#train-log").line_count == 2
 
 
+async def test_dpo_without_pairs_is_refused_before_queueing(tui_services, make_tui):
+    app = make_tui(tui_services, start_mode="train")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("s")
+        await settle(pilot, app)
+        assert any("no DPO pairs yet" in n.message for n in app._notifications if n.severity == "error")
+        assert tui_services.jobs.list() == []
+
+
 async def test_train_form_checks_settings_and_switches_to_eu(tui_services, make_tui):
     seed_conversation(tui_services)
     app = make_tui(tui_services, start_mode="train")

@@ -66,7 +66,7 @@ def test_apc_runs_in_tmux(tmux, tmp_path):
     assert "MEANINGLESS" in shown  # the default model is tiny
 
     tmux("send-keys", "-t", tmux.session, "F1")
-    tmux.wait_for("Active-Passive-Constraint")
+    tmux.wait_for("Keys on Chat")
     tmux("send-keys", "-t", tmux.session, "Escape")
     tmux("send-keys", "-t", tmux.session, "F5")
     tmux.wait_for("new training job")

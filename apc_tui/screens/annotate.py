@@ -43,7 +43,6 @@ class AnnotateScreen(WorkbenchScreen):
     def __init__(self, services, seed: int | None = None):
         super().__init__(services)
         self.rng = random.Random(seed)
-        self.annotator = services.settings.annotator
         self.queue_name = "blind"
         self.items: list[dict] = []
         self.index = 0
@@ -55,7 +54,7 @@ class AnnotateScreen(WorkbenchScreen):
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="annotate-options"):
             yield Label("annotator", classes="opt-label")
-            yield Input(self.annotator, id="annotator", compact=True)
+            yield Input(self.app.annotator, id="annotator", compact=True)
             yield Label("", id="annotate-progress")
         with Vertical(id="annotate-main"):
             with VerticalScroll(id="annotate-history-box"):
@@ -68,6 +67,10 @@ class AnnotateScreen(WorkbenchScreen):
     def on_mount(self) -> None:
         self.reload()
         self.query_one("#ann-left").focus()
+
+    @property
+    def annotator(self) -> str:
+        return self.app.annotator
 
     def on_screen_resume(self) -> None:
         if self.loaded_for != (self.character, self.annotator, self.queue_name):
@@ -192,6 +195,6 @@ class AnnotateScreen(WorkbenchScreen):
         if not name:
             self.notify("the annotator name cannot be empty; type who is labelling", severity="warning")
             return
-        self.annotator = name
+        self.app.annotator = name
         self.reload()
         self.query_one("#ann-left").focus()

@@ -49,7 +49,7 @@ class CharactersScreen(WorkbenchScreen):
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="characters-body"):
             with Vertical(id="character-pane", classes="pane"):
-                yield Label("Characters", classes="pane-title")
+                yield Label("Characters · enter chats", classes="pane-title")
                 yield DataTable(id="character-table", cursor_type="row", zebra_stripes=True)
             with Vertical(id="statement-pane", classes="pane"):
                 yield Label("Statements", id="statement-title", classes="pane-title")

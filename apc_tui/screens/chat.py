@@ -94,6 +94,8 @@ class ChatScreen(WorkbenchScreen):
     def on_screen_resume(self) -> None:
         if self.state.character != self.character:
             self.open_latest()
+        elif self.state.conversation_id is not None:  # labels or scores may have changed elsewhere
+            self.open_conversation(self.state.conversation_id, self.state.turn_id, self.state.pair)
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < 110, "narrow")
@@ -112,7 +114,11 @@ class ChatScreen(WorkbenchScreen):
 
     def open_conversation(self, conversation_id: int, turn_id: int | None = None, pair: tuple[int, int] | None = None) -> None:
         data = self.services.chat.show(conversation_id)
+        if data["character"] != self.character:  # finished after the user switched character: it is stored
+            return
         self.state.load(data, turn_id, pair)
+        labels = self.services.annotation.labels_for(list(self.state.messages), self.app.annotator)
+        self.state.votes = {pair: (p["choice"], p["id"]) for pair, p in labels.items()}
         self.render_state()
 
     def render_state(self) -> None:
@@ -168,6 +174,8 @@ class ChatScreen(WorkbenchScreen):
         event.input.value = ""
         self.state.pending = text
         self.query_one(HistoryView).show(self.state.path_to_turn(continuing=True) + [{"role": "user", "content": text}], self.character)
+        self.query_one("#chat-history-box").scroll_end(animate=False)
+        self.query_one(WhyTable).show(None, None)
         self.sample("send", text)
 
     def _busy(self, busy: bool, text: str = "") -> None:
@@ -182,8 +190,7 @@ class ChatScreen(WorkbenchScreen):
         except Exception as exc:  # a bad k: say so, sample nothing
             self.app.report_failure(exc, "Chat")
             return
-        self._busy(True, "sampling two replies and scoring them (the first time loads the models)…")
-        self.query_one("#cand-a").focus()
+        self._busy(True, "sampling & scoring…")
         self._sample_worker(op, text, target, options)
 
     @work(thread=True, exclusive=True, group="chat-sample", exit_on_error=False, description="Sampling")
@@ -212,6 +219,9 @@ class ChatScreen(WorkbenchScreen):
             self._busy(False)
             self.state.pending = None
             self.render_state()
+            box = self.query_one("#chat-input", Input)
+            if self.focused is None or (self.focused is box and not box.value):  # ready to vote (unless typing)
+                self.query_one("#cand-a").focus()
 
     # -- actions --------------------------------------------------------------------------
     def action_focus_input(self) -> None:
@@ -256,7 +266,7 @@ class ChatScreen(WorkbenchScreen):
 
         def done(text: str | None) -> None:
             if text is not None and text.strip() and text.strip() != m["content"]:
-                self._busy(True, "storing and scoring your ideal reply…")
+                self._busy(True, "scoring your reply…")
                 self._edit_worker(m["id"], text)
 
         hint = "Write the reply the character should have given; it is stored beside the others and scored."
@@ -277,7 +287,7 @@ class ChatScreen(WorkbenchScreen):
         if not a or not b:
             self.notify("two replies are needed to vote", severity="warning")
             return
-        self._vote_worker((a["id"], b["id"]), choice, self.services.settings.annotator)
+        self._vote_worker((a["id"], b["id"]), choice, self.app.annotator)
 
     @work(thread=True, group="chat-vote", exit_on_error=False, description="Vote")
     def _vote_worker(self, pair: tuple[int, int], choice: str, annotator: str) -> None:

@@ -9,7 +9,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Markdown
 
 ABOUT = """\
-# APC Workbench
+## About APC
 
 **APC** (Active-Passive-Constraint) scores how faithful a reply is to the character's persona
 statements: a *relevant* statement must be **entailed**, an irrelevant one must only not be
@@ -30,14 +30,18 @@ Long work runs in the background; training and evaluation run as jobs that survi
 
 def keys_table(screen: Screen) -> str:
     rows, seen = [], set()
-    for active in screen.active_bindings.values():
+    generic = {"tab", "shift+tab", "ctrl+c", "super+c", "ctrl+p"}
+    actives = [a for a in screen.active_bindings.values()
+               if (a.node is screen or a.node is screen.app) and a.binding.key not in generic]  # fmt: skip
+    actives.sort(key=lambda a: a.node is screen.app)  # the screen's own keys first
+    for active in actives:
         b = active.binding
         if not b.description or b.description in seen:
             continue
         seen.add(b.description)
         key = b.key_display or b.key.replace("question_mark", "?")
-        rows.append(f"| `{key}` | {b.description} |")
-    return "| key | action |\n|---|---|\n" + "\n".join(rows)
+        rows.append(f"- `{key}` {b.description}")
+    return "\n".join(rows)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -52,7 +56,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         title = getattr(self.under, "LABEL", "") or "the workbench"
         with VerticalScroll(id="help-body"):
-            yield Markdown(ABOUT + f"\n## Keys on {title}\n\n" + keys_table(self.under))
+            yield Markdown(f"## Keys on {title}\n\n" + keys_table(self.under) + "\n\n" + ABOUT)
 
     def action_close(self) -> None:
         self.dismiss(None)

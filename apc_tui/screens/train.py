@@ -207,7 +207,11 @@ class TrainScreen(JobsScreenMixin, WorkbenchScreen):
 
     @work(thread=True, group="train-start", exit_on_error=False, description="Start training")
     def _start_worker(self, kind: str, character: str, model: str, name: str, settings: dict) -> None:
+        from engine.errors import InputError
+
         config, cid = self.services.finetune.train_config(kind, character, model, name, settings)
+        if kind == "dpo" and not self.services.training.list_pairs(character):
+            raise InputError(f"{character} has no DPO pairs yet; vote on Chat (F3) or Annotate (F4), or build APC pairs (b)")
         row = self.services.jobs.start(kind, config, character_id=cid, detach=True)
         self.post_message(JobStarted(row["id"], kind))
 

@@ -64,6 +64,18 @@ class AnnotationService:
             item.update(human=p["choice"], annotator=p["annotator"], apc_gap=gap, preference_id=p["id"])
         return items
 
+    def labels_for(self, message_ids: list[int], annotator: str) -> dict[tuple[int, int], dict]:
+        """The latest label by `annotator` on each pair of these messages: (a id, b id) -> preference row."""
+        ids = set(message_ids)
+        if not ids:
+            return {}
+        conversation = self.conversations.row(self.pairs.message(min(ids))["conversation_id"])
+        out: dict[tuple[int, int], dict] = {}
+        for p in self.pairs.preferences(conversation["character_id"]):
+            if p["annotator"] == annotator and p["message_a_id"] in ids and p["message_b_id"] in ids:
+                out[(p["message_a_id"], p["message_b_id"])] = p
+        return out
+
     def _items(self, pairs: list[tuple[dict, dict]]) -> list[dict]:
         scores = self.scores.latest_for_messages(sorted({m["id"] for pair in pairs for m in pair}))
         out = []
