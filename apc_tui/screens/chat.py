@@ -88,8 +88,7 @@ class ChatScreen(WorkbenchScreen):
 
     def on_mount(self) -> None:
         self._update_banner(self.defaults[0])
-        self.open_latest()
-        self.query_one("#cand-a").focus()
+        self.query_one("#cand-a").focus()  # the conversation loads in on_screen_resume, which follows
 
     def on_screen_resume(self) -> None:
         if self.state.character != self.character:
@@ -169,14 +168,20 @@ class ChatScreen(WorkbenchScreen):
     @on(Input.Submitted, "#chat-input")
     def _send(self, event: Input.Submitted) -> None:
         text = event.value.strip()
-        if not text or not self.character:
+        if not text or not self.character or self.busy():
             return
         event.input.value = ""
-        self.state.pending = text
         self.query_one(HistoryView).show(self.state.path_to_turn(continuing=True) + [{"role": "user", "content": text}], self.character)
         self.query_one("#chat-history-box").scroll_end(animate=False)
         self.query_one(WhyTable).show(None, None)
         self.sample("send", text)
+
+    def busy(self) -> bool:
+        """True (and says so) while replies are being sampled: one turn at a time."""
+        running = any(w.node is self and w.group in ("chat-sample", "chat-edit") and not w.is_finished for w in self.workers)
+        if running:
+            self.notify("still sampling the last turn; wait for its replies", severity="warning")
+        return running
 
     def _busy(self, busy: bool, text: str = "") -> None:
         for panel in self.query(CandidatePanel):
@@ -185,21 +190,26 @@ class ChatScreen(WorkbenchScreen):
             self.query_one("#chat-status", Label).update(text)
 
     def sample(self, op: str, text: str = "", target: int | None = None) -> None:
+        from engine.errors import ApcError
+
         try:
             options = self.options()
-        except Exception as exc:  # a bad k: say so, sample nothing
+        except ApcError as exc:  # a bad k: say so, sample nothing
             self.app.report_failure(exc, "Chat")
             return
+        st = self.state  # read here, on the UI thread; the worker gets plain values
+        where = (st.character, st.conversation_id, st.continue_from() if st.conversation_id else None)
         self._busy(True, "sampling & scoring…")
-        self._sample_worker(op, text, target, options)
+        self._sample_worker(op, text, target, options, where)
 
     @work(thread=True, exclusive=True, group="chat-sample", exit_on_error=False, description="Sampling")
-    def _sample_worker(self, op: str, text: str, target: int | None, options) -> None:
-        chat, st = self.services.chat, self.state
-        if op == "send" and st.conversation_id is None:
-            result = chat.send(st.character, text, options)
+    def _sample_worker(self, op: str, text: str, target: int | None, options, where: tuple) -> None:
+        chat = self.services.chat
+        character, conversation_id, parent_id = where
+        if op == "send" and conversation_id is None:
+            result = chat.send(character, text, options)
         elif op == "send":
-            result = chat.send(st.character, text, options, conversation_id=st.conversation_id, parent_id=st.continue_from())
+            result = chat.send(character, text, options, conversation_id=conversation_id, parent_id=parent_id)
         elif op == "regenerate":
             result = chat.regenerate(target, options)
         else:  # branch from `target`
@@ -209,7 +219,6 @@ class ChatScreen(WorkbenchScreen):
         self.post_message(self.Sampled(result["conversation_id"], result["user_message_id"], pair))
 
     def on_chat_screen_sampled(self, message: Sampled) -> None:
-        self.state.pending = None
         self.open_conversation(message.conversation_id, message.turn_id, message.pair)
         if message.note:
             self.notify(message.note)
@@ -217,7 +226,6 @@ class ChatScreen(WorkbenchScreen):
     def worker_finished(self, worker: Worker) -> None:
         if worker.group in ("chat-sample", "chat-edit"):
             self._busy(False)
-            self.state.pending = None
             self.render_state()
             box = self.query_one("#chat-input", Input)
             if self.focused is None or (self.focused is box and not box.value):  # ready to vote (unless typing)
@@ -233,7 +241,7 @@ class ChatScreen(WorkbenchScreen):
             self.query_one("#cand-a").focus()
 
     def action_regenerate(self) -> None:
-        if self.state.turn_id is not None:
+        if self.state.turn_id is not None and not self.busy():
             self.sample("regenerate", target=self.state.turn_id)
 
     def _target(self) -> dict | None:
@@ -254,7 +262,7 @@ class ChatScreen(WorkbenchScreen):
         kind = "an alternative to this user turn" if self.state.messages.get(target, {}).get("role") == "user" else "a new turn after this reply"
 
         def done(text: str | None) -> None:
-            if text and text.strip():
+            if text and text.strip() and not self.busy():
                 self.sample("branch", text.strip(), target)
 
         self.app.push_screen(TextPrompt(f"Branch: {kind}", placeholder="what the user says"), done)

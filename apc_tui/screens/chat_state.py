@@ -15,7 +15,6 @@ class ChatState:
     pair: tuple[int, int] | None = None  # (A, B) message ids
     votes: dict[tuple[int, int], tuple[str, int]] = field(default_factory=dict)  # pair -> (choice, preference id)
     history: list[tuple[int, int]] = field(default_factory=list)  # voted pairs, oldest first (for undo)
-    pending: str | None = None  # a user message being answered
 
     def load(self, data: dict, turn_id: int | None = None, pair: tuple[int, int] | None = None) -> None:
         self.character = data.get("character", self.character)

@@ -102,7 +102,18 @@ class CharacterService:
             return []
         files = {p.stem: p for p in self.demo_files()}
         chosen = [files[s] for s in slugs if s in files] or list(files.values())[:3]
-        return [r.name for r in self.import_files(chosen)] if chosen else []
+        return [r.name for r in self.import_demo(chosen)] if chosen else []
+
+    def import_demo(self, files: list[Path]) -> list[ImportResult]:
+        """Import demo characters with their shipped teacher utterances and NLI responses,
+        so pairs, EU and evaluation run on real queries from the first minute."""
+        results = self.import_files(files)
+        for path, result in zip(files, results, strict=True):
+            src = data_path("teacher", "src", f"{path.stem}.jsonl")
+            if src.is_file():
+                rows = [json.loads(line) for line in src.read_text(encoding="utf-8").splitlines() if line.strip()]
+                self.repo.add_teacher_rows(result.name, rows, teacher="shipped")
+        return results
 
     def demo_catalogue(self) -> list[dict]:
         out = []

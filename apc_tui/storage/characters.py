@@ -127,6 +127,37 @@ class CharacterRepo:
             have[text] = {"id": None, "text": text}
             next_pos += 1
 
+    def add_teacher_rows(self, name: str, rows: list[dict], teacher: str) -> int:
+        """Shipped teacher rows ({statement, query, entailed, neutral, contradicted}) -> queries + NLI labels.
+
+        Idempotent (UNIQUE constraints + INSERT OR IGNORE); the train/eval split is the synthesis one.
+        """
+        from engine.synthesis import split_of
+
+        cid = self.row(name)["id"]
+        ts = now()
+        added = 0
+        with self.store.transaction() as db:
+            ids = {r["text"]: r["id"] for r in db.query("SELECT id, text FROM statements WHERE character_id = ?", [cid])}
+            for r in rows:
+                sid = ids.get(r.get("statement"))
+                if sid is None:
+                    continue
+                db.execute(
+                    "INSERT OR IGNORE INTO queries (character_id, statement_id, text, split, origin, created_at) VALUES (?, ?, ?, ?, 'shipped', ?)",
+                    [cid, sid, r["query"], split_of(r["query"]), ts],
+                )
+                qid = db.execute("SELECT id FROM queries WHERE character_id = ? AND statement_id = ? AND text = ?", [cid, sid, r["query"]]).fetchone()[0]
+                for label in ("entailed", "neutral", "contradicted"):
+                    if r.get(label):
+                        cur = db.execute(
+                            "INSERT OR IGNORE INTO teacher_labels (task, character_id, statement_id, query_id, response, intended, label, teacher, created_at)"
+                            " VALUES ('nli', ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [cid, sid, qid, r[label], label, label, teacher, ts],
+                        )
+                        added += cur.rowcount
+        return added
+
     def delete(self, name: str) -> None:
         cid = self.row(name)["id"]
         with self.store.transaction() as db:
