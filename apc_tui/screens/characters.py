@@ -68,8 +68,13 @@ class CharactersScreen(WorkbenchScreen):
     def on_screen_resume(self) -> None:
         self.reload(self.character)
 
-    def on_resize(self, event) -> None:
-        if self.shown is not None and event.size.width != self.width_used:
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._refit)
+
+    def _refit(self) -> None:
+        """Re-truncate the statements once the table knows its width (after a resize or the first layout)."""
+        width = self.query_one("#statement-table", DataTable).size.width
+        if self.shown is not None and width and width != self.width_used:
             s = self._selected_statement()
             self._show_statements(self.shown.name, s.id if s else None)
 
@@ -101,9 +106,9 @@ class CharactersScreen(WorkbenchScreen):
         if self.app.character != name:
             self.app.character = name
         c = self.shown = self.services.characters.get(name)
-        self.width_used = self.size.width
+        self.width_used = table.size.width
         self.query_one("#statement-title", Label).update(f"{c.name} · {len(c.statements)} statements · {c.language}")
-        room = max(20, (table.size.width or self.app.size.width - 40) - 20)
+        room = max(12, (table.size.width or self.app.size.width - 42) - 20)
         for i, s in enumerate(c.statements, 1):
             text = s.text if len(s.text) <= room else s.text[: room - 1] + "…"
             table.add_row(str(i), "✓" if s.enabled else "·", s.origin, text, key=str(s.id))
@@ -111,6 +116,8 @@ class CharactersScreen(WorkbenchScreen):
         if statement_id in ids:
             table.move_cursor(row=ids.index(statement_id))
         self._show_detail()
+        if not table.size.width:
+            self.call_after_refresh(self._refit)
 
     def _selected_statement(self):
         table = self.query_one("#statement-table", DataTable)
