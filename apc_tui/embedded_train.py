@@ -76,6 +76,42 @@ def ranking(pair, sources, held_out: set[str]) -> dict:
     return {"most_faithful_first": summary(per_lang), "full_order": summary(full_order)}
 
 
+FIXED_SAMPLE_EVERY = 10  # the test re-measures every 10th held-out row and must agree
+
+
+def fixed_sample(task: str, held_out: set[str]) -> list[dict]:
+    rows = [json.loads(line) for line in data_path("teacher", f"{task}.jsonl").read_text(encoding="utf-8").splitlines()]
+    return [r for r in rows if r["character"] in held_out][::FIXED_SAMPLE_EVERY]
+
+
+def sample_accuracy(disc, task: str, rows: list[dict]) -> float:
+    from engine.discriminators.data import read_labelled
+    from engine.metrics import evaluate_discriminator
+
+    with tempfile.TemporaryDirectory() as tmp:
+        items = read_labelled(_write_rows(rows, Path(tmp) / "sample.jsonl"), task)
+        return evaluate_discriminator(disc, items)["accuracy"]
+
+
+def record_fixed_samples(out_dir: Path | None = None) -> dict:
+    """Measure the fixed sample with the saved models and record it in each meta file."""
+    from engine.discriminators.cross_encoder import CrossEncoderDiscriminator
+    from engine.discriminators.meta import read_meta, write_meta
+
+    out_dir = out_dir or data_path("discriminators")
+    held_out = set(json.loads(data_path("teacher", "split.json").read_text(encoding="utf-8"))["held_out"])
+    recorded = {}
+    for task in ("relevance", "nli"):
+        rows = fixed_sample(task, held_out)
+        disc = CrossEncoderDiscriminator.load(str(out_dir / task), task, device="cpu")
+        acc = sample_accuracy(disc, task, rows)
+        meta = read_meta(out_dir / task)
+        sample = {"rule": f"held-out rows of data/teacher/{task}.jsonl, every {FIXED_SAMPLE_EVERY}th", "n": len(rows), "accuracy": acc}
+        write_meta(out_dir / task, replace(meta, metrics={**meta.metrics, "fixed_sample": sample}))
+        recorded[task] = sample
+    return recorded
+
+
 def train_embedded(out_dir: Path | None = None, epochs: dict | None = None, progress_every: float = 10.0) -> dict:
     from engine.discriminators.cross_encoder import CrossEncoderDiscriminator
     from engine.discriminators.meta import read_meta, write_meta
@@ -119,6 +155,7 @@ def train_embedded(out_dir: Path | None = None, epochs: dict | None = None, prog
             print(f"{task}: held-out accuracy {held['all']['accuracy']:.3f} " + " ".join(f"{k}={v['accuracy']:.3f}" for k, v in held.items() if k not in ("all", "confusion")), flush=True)
             discs[task] = disc
     report["ranking"] = ranking(DiscriminatorPair(discs["relevance"], discs["nli"], "embedded"), sources, held_out)
+    report["fixed_sample"] = record_fixed_samples(out_dir)
     report["total_seconds"] = round(time.time() - started)
     (out_dir / "REPORT.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({"ranking": report["ranking"], "total_seconds": report["total_seconds"]}, indent=1))

@@ -83,6 +83,7 @@ async def test_disagreement_queue_lists_human_against_apc(tui_services, make_tui
         await pilot.press("d")
         await settle(pilot, app)
         assert [(i["a"]["id"], i["b"]["id"], i["human"]) for i in screen.items] == [(a, b, "b")]
-        marks = {str(screen.query_one(s).border_subtitle) for s in ("#ann-left", "#ann-right")}
+        marks = {str(screen.query_one(s).border_subtitle).split(" · ")[0] for s in ("#ann-left", "#ann-right")}
         assert marks == {"human ✓", "APC ✓"}
+        assert "tiny: meaningless" in str(screen.query_one("#ann-left").border_subtitle)
         assert "APC " in str(screen.query_one("#ann-left").border_title)  # APC visible in review

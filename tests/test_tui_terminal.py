@@ -19,7 +19,9 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 
 
 class Tmux:
-    def __init__(self, tmp_path: Path):
+    """A private tmux server (its own socket): the user's sessions are never touched."""
+
+    def __init__(self):
         self.socket = f"apc-test-{os.getpid()}"
         self.session = "apc"
 
@@ -32,20 +34,21 @@ class Tmux:
     def screen(self) -> str:
         return self("capture-pane", "-p", "-t", self.session)
 
-    def wait_for(self, text: str, timeout: float = 60) -> str:
+    def wait_for(self, *texts: str, timeout: float = 60) -> str:
+        """The pane once it shows every text (frames are drawn in parts: poll until all are there)."""
         deadline = time.monotonic() + timeout
         shown = ""
         while time.monotonic() < deadline:
             shown = self.screen()
-            if text in shown:
+            if all(t in shown for t in texts):
                 return shown
             time.sleep(0.3)
-        raise AssertionError(f"{text!r} never appeared on the terminal; it shows:\n{shown}")
+        raise AssertionError(f"{texts!r} never all appeared on the terminal; it shows:\n{shown}")
 
 
 @pytest.fixture
-def tmux(tmp_path):
-    t = Tmux(tmp_path)
+def tmux():
+    t = Tmux()
     yield t
     t("kill-server", check=False)
 
@@ -57,13 +60,10 @@ def test_apc_runs_in_tmux(tmux, tmp_path):
     script = f"cd {shlex.quote(str(ROOT))} && env {env} {command}; echo APC-EXIT=$?; sleep 60"
     tmux("new-session", "-d", "-s", tmux.session, "-x", "100", "-y", "30", script)
 
-    shown = tmux.wait_for("Kaito Renn")
-    assert "Maelle Kervran" in shown and "顾明澜" in shown and "Characters F2" in shown
-    assert "24" in shown  # statement counts
+    tmux.wait_for("Kaito Renn", "Maelle Kervran", "顾明澜", "Characters F2", "Kaito Renn · 24 statements")
 
     tmux("send-keys", "-t", tmux.session, "F3")
-    shown = tmux.wait_for("Prefer A")
-    assert "MEANINGLESS" in shown  # the default model is tiny
+    tmux.wait_for("Prefer A", "MEANINGLESS")  # the default model is tiny: the banner says so
 
     tmux("send-keys", "-t", tmux.session, "F1")
     tmux.wait_for("Keys on Chat")

