@@ -1,5 +1,7 @@
-"""What LoRA training (DPO and EU/SFT) shares: the base model, device and precision rules, the
-memory check, chat-message shaping, and the TrainerCallback that reports progress and stops.
+"""What LoRA training (DPO and EU/SFT) shares: the settings every run takes, the base model,
+device and precision rules, the memory check, the TrainerCallback that reports progress and stops,
+and the run itself (`load_for_training` -> rows -> `train_adapter`). Chat messages are shaped by
+the HF backend's own `to_chat`, so training and generation see one prompt.
 
 Precision rules: CPU trains in fp32 with bf16/fp16 and gradient checkpointing off; a CUDA GPU in
 bf16 (fp16 where bf16 is missing) with gradient checkpointing; 4-bit (QLoRA) only on CUDA.
@@ -7,21 +9,84 @@ bf16 (fp16 where bf16 is missing) with gradient checkpointing; 4-bit (QLoRA) onl
 
 from __future__ import annotations
 
+import shutil
 import threading
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, ClassVar, TypedDict, Unpack
 
-from engine.errors import ConfigError, InputError, ModelError
+from engine.backends.hf import causal_lm_kwargs, hub_offline, keeps_system
+from engine.errors import Cancelled, ConfigError, InputError, ModelError
 
 Progress = Callable[[int, int, str], None]
 MetricsCallback = Callable[[int, dict[str, float]], None]
 CheckpointCallback = Callable[[str], None]
 
 GIB = 1024**3
-_PROBE = "APC-SYSTEM-PROBE-5c1d"
+
+
+class TrainHooks(TypedDict, total=False):
+    """How a caller (a job) follows and steers a run; every key is optional."""
+
+    progress: Progress | None  # (step, max_steps, text) per optimizer step
+    stop: threading.Event | None  # set -> save a checkpoint, raise Cancelled
+    resume_from: str | None  # a checkpoint directory from on_checkpoint
+    on_metrics: MetricsCallback | None  # (step, {name: value}) per log
+    on_checkpoint: CheckpointCallback | None  # the path of each saved checkpoint
+
+
+def setting(default, help: str):
+    """A settings field with its one-line help (what the CLI flags and the TUI form show)."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """What every LoRA run takes; DpoSettings and EuSettings re-declare a field to give it their own
+    default or help, and add their own. One help line per field."""
+
+    kind: ClassVar[str] = "LoRA"  # names the run in messages ("DPO setting", "EU training stopped")
+
+    epochs: float = setting(3.0, "passes over the training data")
+    learning_rate: float = setting(2e-4, "AdamW learning rate")
+    lora_r: int | None = setting(None, "LoRA rank; empty = 128 on a GPU, 16 on CPU")
+    lora_alpha: int | None = setting(None, "LoRA alpha; empty = 2 x rank")
+    lora_dropout: float = setting(0.05, "dropout on the LoRA branch")
+    target_modules: str = setting("all-linear", "modules that get LoRA: all-linear or a comma list")
+    batch_size: int = setting(1, "examples per device step")
+    grad_accum: int = setting(8, "gradient accumulation steps")
+    max_length: int = setting(1024, "max tokens per example")
+    max_steps: int = setting(-1, "stop after this many optimizer steps; -1 = run all epochs")
+    save_steps: int = setting(50, "save a resumable checkpoint every N optimizer steps")
+    seed: int = setting(42, "random seed")
+    use_4bit: bool = setting(False, "QLoRA: load the base in 4-bit NF4 (CUDA + bitsandbytes only)")
+    device: str = setting("auto", "auto | cpu | cuda | cuda:N")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"{cls.kind} setting {sorted(unknown)[0]!r} is not known; known: {', '.join(sorted(known))}")
+        return cls(**data)
+
+
+def settings_help(cls: type[LoraSettings]) -> dict[str, str]:
+    """name -> one-line help: what the CLI flags and the TUI form show."""
+    return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    adapter_dir: str
+    metrics: dict
+    steps: int
 
 
 @dataclass(frozen=True)
@@ -81,28 +146,17 @@ def precision_args(device: str) -> dict:
 
 def load_base(base: BaseModel, device: str, use_4bit: bool, trust_remote_code: bool = False):
     """(model, tokenizer) ready for peft: fp32 on CPU, bf16/fp16 on GPU, NF4 with 4-bit."""
-    import os
-
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # "Loading weights" bars would garble the CLI and job logs
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-    kwargs: dict = {"use_safetensors": True, "trust_remote_code": trust_remote_code, "local_files_only": offline}
-    if device.startswith("cuda"):
-        kwargs["dtype"] = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    else:
-        kwargs["dtype"] = torch.float32
-    if use_4bit:
-        from transformers import BitsAndBytesConfig
+    from engine.device import torch_dtype
 
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=kwargs["dtype"], bnb_4bit_use_double_quant=True
-        )
-        kwargs["device_map"] = {"": device if ":" in device else f"{device}:0"}
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would garble the CLI and job logs
+    dtype = torch_dtype(device) if device.startswith("cuda") else torch.float32
+    kwargs = causal_lm_kwargs(dtype, device, load_in_4bit=use_4bit, trust_remote_code=trust_remote_code)
     try:
-        tok = AutoTokenizer.from_pretrained(base.path, trust_remote_code=trust_remote_code, local_files_only=offline)
+        tok = AutoTokenizer.from_pretrained(base.path, trust_remote_code=trust_remote_code, local_files_only=hub_offline())
         model = AutoModelForCausalLM.from_pretrained(base.path, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{base.spec}: cannot load {base.path!r} for training ({str(exc).splitlines()[0][:160]}); "
@@ -128,31 +182,6 @@ def lora_config(r: int, alpha: int | None, dropout: float, target_modules: str):
 def default_lora_r(device: str) -> int:
     """The paper's rank 128 on a GPU; 16 on CPU, where rank 128 only makes training slow."""
     return 128 if device.startswith("cuda") else 16
-
-
-# -- chat shaping ------------------------------------------------------------------------------
-def keeps_system(tokenizer) -> bool:
-    probe = [{"role": "system", "content": _PROBE}, {"role": "user", "content": "hi"}]
-    try:
-        return _PROBE in tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
-    except Exception:  # noqa: BLE001 - jinja raise_exception: the template has no system role
-        return False
-
-
-def to_chat(turns, system_ok: bool) -> list[dict]:
-    """Turns as chat dicts; a template without a system role gets it merged into the first user turn
-    (exactly as the HF backend does at generation time, so training and inference see one prompt)."""
-    chat = [{"role": t.role, "content": t.content} for t in turns]
-    if system_ok:
-        return chat
-    system = "\n\n".join(m["content"] for m in chat if m["role"] == "system")
-    rest = [m for m in chat if m["role"] != "system"]
-    if system:
-        if rest and rest[0]["role"] == "user":
-            rest[0] = {"role": "user", "content": f"{system}\n\n{rest[0]['content']}"}
-        else:
-            rest.insert(0, {"role": "user", "content": system})
-    return rest
 
 
 # -- memory ------------------------------------------------------------------------------------
@@ -272,3 +301,97 @@ def drop_printers(trainer) -> None:
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
+
+
+# -- the run -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Loaded:
+    """A base model loaded for LoRA training, with what the run decided about it."""
+
+    model: Any
+    tokenizer: Any
+    device: str
+    lora_r: int
+    system_ok: bool  # the chat template keeps a system message (else to_chat merges it)
+
+
+def load_for_training(base_spec: str, config: LoraSettings, *, sequences: int) -> Loaded:
+    """Resolve the base, pick the device and rank, refuse a run the GPU cannot hold, load the model.
+    `sequences`: sequences per example (2 for a DPO pair, 1 for a dialogue), for the memory estimate."""
+    base = resolve_base(base_spec)
+    device = pick_device(config.device, config.use_4bit)
+    r = config.lora_r or default_lora_r(device)
+    if device.startswith("cuda"):
+        need = estimate_bytes(base, lora_r=r, use_4bit=config.use_4bit, max_length=config.max_length, batch=config.batch_size,
+                              sequences=sequences)  # fmt: skip
+        check_memory(device, need, f"{config.kind} training")
+    model, tok = load_base(base, device, config.use_4bit)
+    return Loaded(model, tok, device, r, keeps_system(tok, base.spec))
+
+
+def trainer_args(config: LoraSettings, out: Path, device: str) -> dict:
+    """The TRL config keys (DPOConfig, SFTConfig) every run sets alike: checkpoints in
+    `out/checkpoints`, a log line per step, no reporting integrations, no tqdm."""
+    return dict(
+        output_dir=str(out / "checkpoints"),
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        max_length=config.max_length,
+        seed=config.seed,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=2,
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        **precision_args(device),
+    )
+
+
+def train_adapter(
+    make_trainer: Callable[..., Any],
+    args,
+    rows: list[dict],
+    loaded: Loaded,
+    config: LoraSettings,
+    out: Path,
+    *,
+    too_long: str,
+    counts: Callable[[int], dict],
+    **hooks: Unpack[TrainHooks],
+) -> TrainResult:
+    """Train a fresh LoRA adapter on `rows` with a TRL trainer and save it to `out/adapter`.
+
+    `too_long`: the InputError when max_length leaves no row; `counts(kept rows)`: the data counts
+    added to the metrics. Raises Cancelled when `stop` is set (after saving a checkpoint to resume from)."""
+    from datasets import Dataset
+
+    callback = make_callback(hooks.get("progress"), hooks.get("stop"), hooks.get("on_metrics"), hooks.get("on_checkpoint"))
+    with quiet_training():
+        trainer = make_trainer(
+            model=loaded.model,
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=loaded.tokenizer,
+            peft_config=lora_config(loaded.lora_r, config.lora_alpha, config.lora_dropout, config.target_modules),
+            callbacks=[callback],
+        )
+        drop_printers(trainer)
+        kept = len(trainer.train_dataset)
+        if kept == 0:
+            raise InputError(too_long)
+        trainer.train(resume_from_checkpoint=check_resume(hooks.get("resume_from")))
+    steps = trainer.state.global_step
+    if callback.stopped:
+        raise Cancelled(f"{config.kind} training stopped at step {steps}; a checkpoint was saved to resume from")
+    adapter_dir = out / "adapter"
+    trainer.save_model(str(adapter_dir))
+    loaded.tokenizer.save_pretrained(str(adapter_dir))
+    metrics = last_metrics(trainer.state.log_history)
+    metrics.update(steps=steps, **counts(kept), lora_r=loaded.lora_r, device=loaded.device)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the adapter is saved; optimizer states are large
+    return TrainResult(str(adapter_dir), metrics, steps)

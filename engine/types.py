@@ -81,6 +81,18 @@ class StatementScore:
         """Active reward minus passive penalty: P(yes)P(ent) - P(no)P(con)."""
         return self.active - self.p_no * self.p_contradicted
 
+    def to_dict(self) -> dict:
+        """The probabilities and both terms: what output and storage (apc_terms rows) keep."""
+        return {
+            "statement": self.statement,
+            "p_yes": self.p_yes,
+            "p_entailed": self.p_entailed,
+            "p_neutral": self.p_neutral,
+            "p_contradicted": self.p_contradicted,
+            "term": self.term,
+            "delta_term": self.delta_term,
+        }
+
 
 @dataclass(frozen=True)
 class ApcScore:
@@ -123,18 +135,7 @@ class ApcScore:
             "delta_apc": self.delta_apc,
             "active": self.active,
             "passive": self.passive,
-            "terms": [
-                {
-                    "statement": t.statement,
-                    "p_yes": t.p_yes,
-                    "p_entailed": t.p_entailed,
-                    "p_neutral": t.p_neutral,
-                    "p_contradicted": t.p_contradicted,
-                    "term": t.term,
-                    "delta_term": t.delta_term,
-                }
-                for t in self.terms
-            ],
+            "terms": [t.to_dict() for t in self.terms],
         }
 
 

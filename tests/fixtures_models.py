@@ -51,29 +51,14 @@ def _save_with_template(tokenizer, model, out: Path, template: str | None) -> Pa
 @pytest.fixture(scope="session")
 def tiny_gemma_dir(tmp_path_factory) -> Path:
     """A tiny random GemmaForCausalLM whose chat template rejects the system role (like Gemma's)."""
-    import torch
-    from transformers import GemmaConfig, GemmaForCausalLM
+    from transformers import GemmaForCausalLM
 
-    from engine.backends.tiny import build_tokenizer
+    from engine.backends.tiny import build_tiny_model
 
-    tok = build_tokenizer()
-    tok.add_special_tokens({"additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"]})
-    config = GemmaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=1,
-        head_dim=16,
-        max_position_embeddings=2048,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(7)
-    model = GemmaForCausalLM(config)
-    return _save_with_template(tok, model, tmp_path_factory.mktemp("tiny-gemma"), GEMMA_TEMPLATE)
+    return build_tiny_model(
+        tmp_path_factory.mktemp("tiny-gemma"), seed=7, model_class=GemmaForCausalLM, chat_template=GEMMA_TEMPLATE,
+        extra_specials=("<start_of_turn>", "<end_of_turn>"), num_key_value_heads=1, head_dim=16, max_position_embeddings=2048,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Prompt building (none/lcm/rag/eu), one-call sampling and scoring, the chat service and CLI."""
+"""Prompt building (none/lcm/rag/eu), one-call sampling, streamed sampling, scoring, the chat service and CLI."""
 
 from __future__ import annotations
 
@@ -95,6 +95,47 @@ def test_respond_samples_in_one_call_and_scores_in_one_call(tiny_model, monkeypa
     assert cands[0].model_spec == "tiny" and cands[0].params == FAST
 
 
+def test_respond_streaming_reports_deltas_and_scores_once(tiny_model, tiny_pair, monkeypatch):
+    from engine.apc import ApcScorer
+    from engine.chat import candidate_params, respond_streaming
+
+    scorer = ApcScorer(tiny_pair)
+    calls, real = [], scorer.score
+    monkeypatch.setattr(scorer, "score", lambda *a, **kw: calls.append(list(a[3])) or real(*a, **kw))
+    seen: dict[int, list[str]] = {0: [], 1: []}
+    done = []
+    history = [Turn("user", "tell me about Dinah")]
+    params = GenerationParams(max_new_tokens=8, seed=3)
+    cands = respond_streaming(
+        tiny_model, ALICE, history, "rag", 3, 2, params, scorer,
+        on_delta=lambda i, text: seen[i].append(text), progress=lambda d, total, text: done.append((d, total)),
+    )  # fmt: skip
+    assert len(cands) == 2 and done == [(1, 2), (2, 2)]
+    for i, c in enumerate(cands):
+        texts = seen[i]
+        assert texts and all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:], strict=False))
+        assert c.text and c.text == texts[-1].strip()  # the reply is the deltas put together
+        assert c.params == candidate_params(params, i)
+    assert [c.params.seed for c in cands] == [3, 4]
+    assert calls == [[c.text for c in cands]]  # ONE scorer call for both candidates
+    assert all(c.score.n_statements == len(STATEMENTS) for c in cands)
+    assert cands[0].prompt == cands[1].prompt and len(cands[0].retrieved) == 3
+    # each candidate is reproducible on its own from the params stored with it
+    assert [respond(tiny_model, ALICE, history, "rag", 3, 1, c.params, scorer)[0].text for c in cands] == [c.text for c in cands]
+
+
+def test_respond_streaming_stops_on_request(tiny_model):
+    import threading
+
+    from engine.chat import respond_streaming
+    from engine.errors import Cancelled
+
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Cancelled):
+        respond_streaming(tiny_model, ALICE, [Turn("user", "hi")], "none", n=2, params=FAST, stop=stop)
+
+
 @pytest.fixture
 def chat_services(services, monkeypatch):
     from apc_tui.storage.characters import CharacterRepo
@@ -136,6 +177,23 @@ def test_chat_service_tree(chat_services):
     assert by_id[a1]["score"]["profile"] == "fake" and by_id[a1]["meaningless"]
     assert by_id[a1]["prompt"][0]["role"] == "system" and len(by_id[a1]["retrieved"]) == 2
     assert chat.list("Alice Liddell")[0]["id"] == conv
+
+
+def test_chat_service_streams_and_stores_like_send(chat_services):
+    from apc_tui.services.chat import ChatOptions
+
+    chat = chat_services.chat
+    seen = []
+    opts = ChatOptions(model="tiny", method="rag", k=2, n=2, params=FAST)
+    out = chat.send("Alice Liddell", "where do you live?", opts, on_delta=lambda i, text: seen.append(i))
+    assert set(seen) == {0, 1} and len(out["candidates"]) == 2
+    stored = [m for m in chat.show(out["conversation_id"])["messages"] if m["role"] == "assistant"]
+    assert [m["id"] for m in stored] == [c["message_id"] for c in out["candidates"]]
+    assert [m["content"] for m in stored] == [c["text"] for c in out["candidates"]]
+    assert [m["params"]["seed"] for m in stored] == [1, 2]  # each candidate's own seed
+    assert all(m["score"]["profile"] == "fake" and len(m["retrieved"]) == 2 for m in stored)
+    more = chat.regenerate(out["user_message_id"], opts, on_delta=lambda i, text: None)
+    assert len(chat.repo.children(out["conversation_id"], out["user_message_id"])) == 4 and len(more["candidates"]) == 2
 
 
 def test_chat_service_bad_input(chat_services):

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from .common import CharacterOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, echo_table, emit, services
-from .jobs import k_or_setting, launch_job
+from .jobs import k_or_setting, run_job
 
 app = typer.Typer(no_args_is_help=True)
 adapters_app = typer.Typer(no_args_is_help=True)
@@ -53,11 +53,9 @@ def pairs(
     svc = services(ctx).training
     config, cid = svc.pairs_config(character, model, method=method, k=k_or_setting(ctx, k), max_pairs=max_pairs, margin=margin,
                                    profile=profile, device=device, max_new_tokens=max_new_tokens)  # fmt: skip
-    row = launch_job(ctx, "pairs", config, character_id=cid, detach=detach, as_json=as_json)
-    if not detach:
-        emit({"job_id": row["id"], **row["artifacts"]}, as_json,
-             lambda d: typer.echo(f"{d['pairs_kept']} pairs kept from {d['queries']} queries (job {d['job_id']}); "
-                                  f"see `apc dpo list --character {config['character']!r}`"))
+    run_job(ctx, "pairs", config, character_id=cid, detach=detach, as_json=as_json,
+            render=lambda d: typer.echo(f"{d['pairs_kept']} pairs kept from {d['queries']} queries (job {d['job_id']}); "
+                                        f"see `apc dpo list --character {config['character']!r}`"))
 
 
 @app.command("list")
@@ -85,8 +83,12 @@ def list_(
     emit(rows, as_json, render)
 
 
-def _settings(**kw) -> dict:
-    return {k: v for k, v in kw.items() if v is not None and v is not False}
+def _train_job(ctx: typer.Context, kind: str, character: str, model: str, name: str, *, detach: bool, as_json: bool,
+               **settings) -> None:  # fmt: skip
+    """Run a `dpo` or `eu` training job; flags left unset (None, False) keep the engine's defaults."""
+    settings = {k: v for k, v in settings.items() if v is not None and v is not False}
+    config, cid = services(ctx).finetune.train_config(kind, character, model, name, settings)
+    run_job(ctx, kind, config, character_id=cid, detach=detach, as_json=as_json, render=_render_adapter)
 
 
 @app.command("train")
@@ -110,13 +112,9 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Train a LoRA adapter with DPO on the character's pairs (the base model is the reference)."""
-    settings = _settings(epochs=epochs, lora_r=lora_r, beta=beta, learning_rate=lr, use_4bit=four_bit, weighted=weighted,
-                         max_steps=max_steps, max_length=max_length, grad_accum=grad_accum, save_steps=save_steps,
-                         device=device)  # fmt: skip
-    config, cid = services(ctx).finetune.train_config("dpo", character, model, name, settings)
-    row = launch_job(ctx, "dpo", config, character_id=cid, detach=detach, as_json=as_json)
-    if not detach:
-        emit({"job_id": row["id"], **row["artifacts"]}, as_json, _render_adapter)
+    _train_job(ctx, "dpo", character, model, name, detach=detach, as_json=as_json, epochs=epochs, lora_r=lora_r, beta=beta,
+               learning_rate=lr, use_4bit=four_bit, weighted=weighted, max_steps=max_steps, max_length=max_length,
+               grad_accum=grad_accum, save_steps=save_steps, device=device)  # fmt: skip
 
 
 def _render_adapter(d: dict) -> None:
@@ -180,12 +178,9 @@ def eu_train(
     as_json: JsonOpt = False,
 ) -> None:
     """Experience upload: LoRA SFT on dialogues from the statements (evaluate it with --methods eu)."""
-    settings = _settings(epochs=epochs, lora_r=lora_r, learning_rate=lr, use_4bit=four_bit, max_steps=max_steps,
-                         max_length=max_length, grad_accum=grad_accum, save_steps=save_steps, device=device)  # fmt: skip
-    config, cid = services(ctx).finetune.train_config("eu", character, model, name, settings)
-    row = launch_job(ctx, "eu", config, character_id=cid, detach=detach, as_json=as_json)
-    if not detach:
-        emit({"job_id": row["id"], **row["artifacts"]}, as_json, _render_adapter)
+    _train_job(ctx, "eu", character, model, name, detach=detach, as_json=as_json, epochs=epochs, lora_r=lora_r,
+               learning_rate=lr, use_4bit=four_bit, max_steps=max_steps, max_length=max_length, grad_accum=grad_accum,
+               save_steps=save_steps, device=device)  # fmt: skip
 
 
 def register(root: typer.Typer) -> None:

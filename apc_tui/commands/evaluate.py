@@ -9,7 +9,7 @@ import typer
 from engine.errors import InputError
 
 from .common import CharacterOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, echo_table, emit, services
-from .jobs import k_or_setting, launch_job
+from .jobs import k_or_setting, run_job
 
 MethodsOpt = Annotated[str, typer.Option("--methods", help="Comma list of none, lcm, rag, eu.")]
 TokensOpt = Annotated[int, typer.Option("--max-new-tokens", help="Upper bound on each reply's length in tokens.")]
@@ -59,9 +59,7 @@ def eval_cmd(
         character, model, _methods(methods), adapter=adapter, eu_adapter=eu_adapter, queries=queries, k=k_or_setting(ctx, k),
         profile=profile, device=device, seed=seed, max_new_tokens=max_new_tokens,
     )  # fmt: skip
-    row = launch_job(ctx, "eval", config, character_id=cid, detach=detach, as_json=as_json)
-    if not detach:
-        emit({"job_id": row["id"], **row["artifacts"]}, as_json, render_results)
+    run_job(ctx, "eval", config, character_id=cid, detach=detach, as_json=as_json, render=render_results)
 
 
 def agreement_cmd(
@@ -118,9 +116,8 @@ def pipeline_cmd(
                                   discriminators=discriminators, method=method, k=k_or_setting(ctx, k), max_pairs=max_pairs, margin=margin,
                                   dpo=dpo, eval_methods=tuple(_methods(methods)), eval_queries=queries, name=name,
                                   max_new_tokens=max_new_tokens, profile=profile, device=device)  # fmt: skip
-    row = launch_job(ctx, "pipeline", config, character_id=cid, detach=detach, as_json=as_json)
-    if not detach:
-        emit({"job_id": row["id"], **row["artifacts"]}, as_json, lambda d: render_results({**d["eval"], "notes": d["eval"].get("notes", [])}))
+    run_job(ctx, "pipeline", config, character_id=cid, detach=detach, as_json=as_json,
+            render=lambda d: render_results({**d["eval"], "notes": d["eval"].get("notes", [])}))
 
 
 def register(root: typer.Typer) -> None:

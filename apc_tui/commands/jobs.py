@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -41,6 +42,14 @@ def launch_job(ctx: typer.Context, kind: str, config: dict, *, character_id: int
         typer.echo(f"job {row['id']} cancelled; continue it with `apc jobs resume {row['id']}`", err=True)
         raise typer.Exit(130)
     return row
+
+
+def run_job(ctx: typer.Context, kind: str, config: dict, *, character_id: int | None, detach: bool, as_json: bool,
+            render: Callable[[dict], None]) -> None:  # fmt: skip
+    """`launch_job`; in the foreground, then print the job id and its artifacts (JSON or `render`)."""
+    row = launch_job(ctx, kind, config, character_id=character_id, detach=detach, as_json=as_json)
+    if not detach:
+        emit({"job_id": row["id"], **row["artifacts"]}, as_json, render)
 
 
 def k_or_setting(ctx: typer.Context, k: int | None) -> int:

@@ -1,5 +1,6 @@
-"""Chat: a conversation tree per character; two candidates per user turn side by side, scored by APC,
-the WHY panel, votes, ideal-response edits, regeneration, branching and the exact prompt."""
+"""Chat: a conversation tree per character; two candidates per user turn side by side, streamed as
+they are generated, then scored by APC; the WHY panel, votes, ideal-response edits, regeneration,
+branching and the exact prompt."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ..widgets.candidate import CandidatePanel
 from ..widgets.conversation import ConversationTree, HistoryView
 from ..widgets.why import WhyTable
 from .base import WorkbenchScreen, statement_width
-from .chat_state import ChatState, prompt_text
+from .chat_state import ChatState, DeltaThrottle, prompt_text
 from .dialogs import TextPrompt, TextViewer
 
 METHODS = ("none", "lcm", "rag", "eu")
@@ -50,6 +51,13 @@ class ChatScreen(WorkbenchScreen):
             super().__init__()
             self.conversation_id, self.turn_id, self.pair, self.note = conversation_id, turn_id, pair, note
 
+    class Streamed(Message):
+        """Candidate `index` so far (`done`: complete, scores pending), throttled by the worker."""
+
+        def __init__(self, index: int, text: str, done: bool) -> None:
+            super().__init__()
+            self.index, self.text, self.done = index, text, done
+
     class Voted(Message):
         def __init__(self, pair: tuple[int, int], choice: str | None, preference_id: int | None) -> None:
             super().__init__()
@@ -62,6 +70,7 @@ class ChatScreen(WorkbenchScreen):
         s = services.settings
         self.state = ChatState()
         self.params = GenerationParams()
+        self.live_meaningless = False  # the model sampling now writes meaningless text (tiny)
         self.defaults = (s.model, s.method if s.method in METHODS else "rag", s.k)
 
     def compose_body(self) -> ComposeResult:
@@ -173,7 +182,6 @@ class ChatScreen(WorkbenchScreen):
         event.input.value = ""
         self.query_one(HistoryView).show(self.state.path_to_turn(continuing=True) + [{"role": "user", "content": text}], self.character)
         self.query_one("#chat-history-box").scroll_end(animate=False)
-        self.query_one(WhyTable).show(None, None)
         self.sample("send", text)
 
     def busy(self) -> bool:
@@ -190,6 +198,7 @@ class ChatScreen(WorkbenchScreen):
             self.query_one("#chat-status", Label).update(text)
 
     def sample(self, op: str, text: str = "", target: int | None = None) -> None:
+        from engine.backends import is_meaningless
         from engine.errors import ApcError
 
         try:
@@ -199,6 +208,8 @@ class ChatScreen(WorkbenchScreen):
             return
         st = self.state  # read here, on the UI thread; the worker gets plain values
         where = (st.character, st.conversation_id, st.continue_from() if st.conversation_id else None)
+        self.live_meaningless = is_meaningless(options.model or self.services.settings.model)
+        self.query_one(WhyTable).show(None, None)
         self._busy(True, "sampling & scoring…")
         self._sample_worker(op, text, target, options, where)
 
@@ -206,17 +217,30 @@ class ChatScreen(WorkbenchScreen):
     def _sample_worker(self, op: str, text: str, target: int | None, options, where: tuple) -> None:
         chat = self.services.chat
         character, conversation_id, parent_id = where
+        throttle = DeltaThrottle(lambda i, t, done: self.post_message(self.Streamed(i, t, done)))  # ≤ 20 updates/s each
+        live = {"on_delta": throttle, "progress": lambda done, total, what: throttle.finish(done - 1)}
         if op == "send" and conversation_id is None:
-            result = chat.send(character, text, options)
+            result = chat.send(character, text, options, **live)
         elif op == "send":
-            result = chat.send(character, text, options, conversation_id=conversation_id, parent_id=parent_id)
+            result = chat.send(character, text, options, conversation_id=conversation_id, parent_id=parent_id, **live)
         elif op == "regenerate":
-            result = chat.regenerate(target, options)
+            result = chat.regenerate(target, options, **live)
         else:  # branch from `target`
-            result = chat.branch(target, text, options)
+            result = chat.branch(target, text, options, **live)
         ids = [c["message_id"] for c in result["candidates"]]
         pair = (ids[0], ids[1]) if len(ids) >= 2 else None
         self.post_message(self.Sampled(result["conversation_id"], result["user_message_id"], pair))
+
+    def on_chat_screen_streamed(self, message: Streamed) -> None:
+        if message.index > 1:  # only A and B are on screen; the rest show up when stored
+            return
+        slot = "AB"[message.index]
+        self.query_one(f"#cand-{slot.lower()}", CandidatePanel).stream(message.text, done=message.done, meaningless=self.live_meaningless)
+        if message.done:
+            status = "scoring…" if slot == "B" else "generating B…"
+        else:
+            status = f"generating {slot}…"
+        self.query_one("#chat-status", Label).update(status)
 
     def on_chat_screen_sampled(self, message: Sampled) -> None:
         self.open_conversation(message.conversation_id, message.turn_id, message.pair)
@@ -269,7 +293,7 @@ class ChatScreen(WorkbenchScreen):
 
     def action_edit(self) -> None:
         m = self._target()
-        if m is None:
+        if m is None or self.busy():  # while sampling the panes show the new replies, not `m`
             return
 
         def done(text: str | None) -> None:
@@ -292,6 +316,8 @@ class ChatScreen(WorkbenchScreen):
 
     def action_vote(self, choice: str) -> None:
         a, b = self.state.shown()
+        if self.busy():  # the panes show replies still being sampled, not the stored pair
+            return
         if not a or not b:
             self.notify("two replies are needed to vote", severity="warning")
             return

@@ -3,6 +3,8 @@ the two candidates shown side by side, where the conversation continues, and thi
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -103,6 +105,28 @@ class ChatState:
         self.turn_id = m["parent_id"]
         others = [c["id"] for c in self.candidates() if c["id"] != message_id]
         self.pair = (message_id, others[-1]) if others else (message_id, message_id)
+
+
+class DeltaThrottle:
+    """Streamed replies to UI updates: at most one per candidate per `interval` seconds (the first
+    at once); `finish(i)` always sends candidate i's complete text, marked done."""
+
+    def __init__(self, send: Callable[[int, str, bool], None], interval: float = 0.05, clock: Callable[[], float] = time.monotonic):
+        self.send = send  # send(index, text_so_far, done)
+        self.interval = interval
+        self.clock = clock
+        self.sent_at: dict[int, float] = {}
+        self.latest: dict[int, str] = {}
+
+    def __call__(self, index: int, text: str) -> None:
+        self.latest[index] = text
+        now = self.clock()
+        if index not in self.sent_at or now - self.sent_at[index] >= self.interval:
+            self.sent_at[index] = now
+            self.send(index, text, False)
+
+    def finish(self, index: int) -> None:
+        self.send(index, self.latest.get(index, ""), True)
 
 
 def prompt_text(m: dict) -> str:

@@ -79,8 +79,14 @@ class ChatService:
         *,
         conversation_id: int | None = None,
         parent_id: int | None = None,
+        on_delta=None,
+        progress=None,
     ) -> dict:
-        """Add a user turn after `parent_id` (default: the conversation's latest turn) and sample candidates."""
+        """Add a user turn after `parent_id` (default: the conversation's latest turn) and sample candidates.
+
+        With `on_delta(i, text_so_far)` the candidates are streamed one after another (see
+        `engine.chat.respond_streaming`, which also calls `progress`); the result is stored the same.
+        """
         query = (query or "").strip()
         if not query:
             raise InputError("the query is empty; pass --query with what the user says")
@@ -101,19 +107,19 @@ class ChatService:
             if not explicit_parent:
                 parent_id = self.repo.latest_leaf(conversation_id)
         user_id = self.repo.add_user(conversation_id, parent_id, query)
-        return self._sample(conversation_id, user_id, options)
+        return self._sample(conversation_id, user_id, options, on_delta, progress)
 
-    def regenerate(self, user_message_id: int, options: ChatOptions = ChatOptions()) -> dict:
+    def regenerate(self, user_message_id: int, options: ChatOptions = ChatOptions(), *, on_delta=None, progress=None) -> dict:
         """More candidates for an existing user turn (new siblings of its replies)."""
         m = self.repo.message(user_message_id)
         if m["role"] != "user":
             user_message_id = m["parent_id"]  # given a candidate: regenerate its turn
             m = self.repo.message(user_message_id)
-        return self._sample(m["conversation_id"], user_message_id, options)
+        return self._sample(m["conversation_id"], user_message_id, options, on_delta, progress)
 
-    def branch(self, message_id: int, query: str, options: ChatOptions = ChatOptions()) -> dict:
+    def branch(self, message_id: int, query: str, options: ChatOptions = ChatOptions(), *, on_delta=None, progress=None) -> dict:
         """A new user turn after an assistant message, or an alternative to a user message."""
-        return self.send(None, query, options, parent_id=message_id)
+        return self.send(None, query, options, parent_id=message_id, on_delta=on_delta, progress=progress)
 
     def edit(self, message_id: int, text: str, *, score: bool = True, profile: str | None = None) -> dict:
         """Store an ideal response as a sibling of `message_id` (origin 'edited'), scored like the others."""
@@ -140,8 +146,8 @@ class ChatService:
         if character and self.characters.row(character)["id"] != conv["character_id"]:
             raise InputError(f"conversation {conversation_id} is with another character; drop --character or start a new one")
 
-    def _sample(self, conversation_id: int, user_id: int, options: ChatOptions) -> dict:
-        from engine.chat import respond
+    def _sample(self, conversation_id: int, user_id: int, options: ChatOptions, on_delta=None, progress=None) -> dict:
+        from engine.chat import respond, respond_streaming
 
         conv = self.repo.row(conversation_id)
         character = self.characters.get_by_id(conv["character_id"])
@@ -153,7 +159,11 @@ class ChatService:
         needs_scorer = options.score or method == "rag"
         scorer = self.scoring.scorer(options.profile, options.device) if needs_scorer and character.enabled_statements else None
         history = self.repo.turns(user_id)
-        candidates = respond(model, character, history, method, k, options.n, options.params, scorer if needs_scorer else None)
+        args = (model, character, history, method, k, options.n, options.params, scorer if needs_scorer else None)
+        if on_delta is None:  # the CLI: n candidates in one generation call
+            candidates = respond(*args)
+        else:
+            candidates = respond_streaming(*args, on_delta=on_delta, progress=progress)
         if not options.score:
             candidates = [_without_score(c) for c in candidates]
         enabled = character.enabled_statements

@@ -48,20 +48,7 @@ def score_to_rows(score: ApcScore, statement_ids: list[int | None] | None = None
         "passive": score.passive,
     }
     ids = statement_ids or [None] * len(score.terms)
-    terms = [
-        {
-            "position": i,
-            "statement_id": sid,
-            "statement": t.statement,
-            "p_yes": t.p_yes,
-            "p_entailed": t.p_entailed,
-            "p_neutral": t.p_neutral,
-            "p_contradicted": t.p_contradicted,
-            "term": t.term,
-            "delta_term": t.delta_term,
-        }
-        for i, (t, sid) in enumerate(zip(score.terms, ids, strict=True))
-    ]
+    terms = [{"position": i, "statement_id": sid, **t.to_dict()} for i, (t, sid) in enumerate(zip(score.terms, ids, strict=True))]
     return head, terms
 
 

@@ -1,4 +1,5 @@
-"""One candidate reply: its text, APC, ΔAPC and statement count in the border, vote marks."""
+"""One candidate reply: its text, APC, ΔAPC and statement count in the border, vote marks; or a
+reply still being generated (streamed)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,13 @@ class CandidatePanel(VerticalScroll):
             self.add_class("edited")
         text.update(printable(message.get("content") or ""))
         self.scroll_home(animate=False)
+
+    def stream(self, text: str, *, done: bool = False, meaningless: bool = False) -> None:
+        """A reply while it is generated (`done`: complete, its APC not computed yet); keeps its end in view."""
+        self.message = None
+        self.loading = False
+        self.remove_class("preferred", "rejected", "edited", "empty")
+        self.border_title = f"{self.slot} · {'scoring…' if done else 'generating…'}"
+        self.border_subtitle = "⚠ tiny: meaningless" if meaningless else ""
+        self.query_one(".candidate-text", Static).update(printable(text))
+        self.scroll_end(animate=False)

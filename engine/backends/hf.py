@@ -21,6 +21,59 @@ from .base import BaseChatModel, Completion, check_messages
 _PROBE = "APC-SYSTEM-PROBE-7f3a"  # a sentinel: does the template keep a system message?
 
 
+# -- what loading for generation and for LoRA training (engine.lora_train) share -------------------
+def hub_offline() -> bool:
+    # read the env each time: huggingface_hub freezes its own flag at import time
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+
+def causal_lm_kwargs(dtype, device: str, *, load_in_4bit: bool, trust_remote_code: bool) -> dict:
+    """`AutoModelForCausalLM.from_pretrained` keys: safetensors only, no download when offline,
+    NF4 (QLoRA-style) weights placed on `device` with 4-bit."""
+    kwargs: dict = {
+        "dtype": dtype,
+        "use_safetensors": True,
+        "trust_remote_code": trust_remote_code,
+        "local_files_only": hub_offline(),
+    }
+    if load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True
+        )
+        kwargs["device_map"] = {"": device if ":" in device else f"{device}:0"}
+    return kwargs
+
+
+def keeps_system(tokenizer, spec: str) -> bool:
+    """Render a probe system message: an error about the role or a dropped probe means no system role."""
+    probe = [{"role": "system", "content": _PROBE}, {"role": "user", "content": "hi"}]
+    try:
+        text = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+    except Exception as exc:  # noqa: BLE001 - jinja raise_exception raises TemplateError; any failure means "no system role"
+        if "system" not in str(exc).lower() and "role" not in str(exc).lower():
+            raise ModelError(f"{spec}: the chat template fails to render: {str(exc)[:200]}") from exc
+        return False
+    return _PROBE in text
+
+
+def to_chat(turns: Sequence[Turn], system_ok: bool) -> list[dict]:
+    """Turns as chat dicts; a template without a system role gets the system text merged into the
+    first user turn. Generation and LoRA training both shape prompts here, so they see one prompt."""
+    chat = [{"role": t.role, "content": t.content} for t in turns]
+    if system_ok:
+        return chat
+    system = "\n\n".join(m["content"] for m in chat if m["role"] == "system")
+    rest = [m for m in chat if m["role"] != "system"]
+    if system:
+        if rest and rest[0]["role"] == "user":
+            rest[0] = {"role": "user", "content": f"{system}\n\n{rest[0]['content']}"}
+        else:
+            rest.insert(0, {"role": "user", "content": system})
+    return rest
+
+
 class HFChatModel(BaseChatModel):
     def __init__(
         self,
@@ -57,7 +110,7 @@ class HFChatModel(BaseChatModel):
             )
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.supports_system = self._template_keeps_system()
+        self.supports_system = keeps_system(self.tokenizer, spec)
         self.model = self._load_model(dtype, load_in_4bit, trust_remote_code)
         # the random tiny model would often emit control tokens only, i.e. an empty reply
         self._suppress = list(self.tokenizer.all_special_ids) if suppress_special else None
@@ -66,13 +119,9 @@ class HFChatModel(BaseChatModel):
     def _local(self) -> bool:
         return Path(self.name_or_path).expanduser().exists()
 
-    def _offline(self) -> bool:
-        # read the env each time: huggingface_hub freezes its own flag at import time
-        return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-
     def _load_error(self, what: str, exc: Exception) -> ModelError:
         if not self._local():
-            hint = "this machine is offline (HF_HUB_OFFLINE=1)" if self._offline() else type(exc).__name__
+            hint = "this machine is offline (HF_HUB_OFFLINE=1)" if hub_offline() else type(exc).__name__
             return ModelError(
                 f"{self.spec}: cannot load {what} for {self.name_or_path!r} ({hint}); it needs a download "
                 "(huggingface-cli download ID on a machine with network) or a local path: hf:/path/to/model"
@@ -87,7 +136,7 @@ class HFChatModel(BaseChatModel):
 
         try:
             return AutoTokenizer.from_pretrained(
-                self.name_or_path, trust_remote_code=trust_remote_code, local_files_only=self._offline()
+                self.name_or_path, trust_remote_code=trust_remote_code, local_files_only=hub_offline()
             )
         except (OSError, ValueError) as exc:
             raise self._load_error("the tokenizer", exc) from exc
@@ -106,19 +155,9 @@ class HFChatModel(BaseChatModel):
     def _load_model(self, dtype: str | None, load_in_4bit: bool, trust_remote_code: bool):
         from transformers import AutoModelForCausalLM
 
-        kwargs: dict = {
-            "dtype": self._torch_dtype(dtype),
-            "use_safetensors": True,
-            "trust_remote_code": trust_remote_code,
-            "local_files_only": self._offline(),
-        }
-        if load_in_4bit:
-            from transformers import BitsAndBytesConfig
-
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=kwargs["dtype"], bnb_4bit_use_double_quant=True
-            )
-            kwargs["device_map"] = {"": self.device if ":" in self.device else f"{self.device}:0"}
+        kwargs = causal_lm_kwargs(
+            self._torch_dtype(dtype), self.device, load_in_4bit=load_in_4bit, trust_remote_code=trust_remote_code
+        )
         try:
             model = AutoModelForCausalLM.from_pretrained(self.name_or_path, **kwargs)
         except ImportError as exc:
@@ -143,31 +182,10 @@ class HFChatModel(BaseChatModel):
         except (OSError, ValueError, RuntimeError) as exc:
             raise ModelError(f"{self.spec}: adapter {path} does not fit the base model: {str(exc).splitlines()[0][:200]}") from exc
 
-    def _template_keeps_system(self) -> bool:
-        """Render a probe system message: an error or a dropped probe means no system role."""
-        probe = [{"role": "system", "content": _PROBE}, {"role": "user", "content": "hi"}]
-        try:
-            text = self.tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
-        except Exception as exc:  # noqa: BLE001 - jinja raise_exception raises TemplateError; any failure means "no system role"
-            if "system" not in str(exc).lower() and "role" not in str(exc).lower():
-                raise ModelError(f"{self.spec}: the chat template fails to render: {str(exc)[:200]}") from exc
-            return False
-        return _PROBE in text
-
     # -- prompts -----------------------------------------------------------------------
     def to_chat(self, messages: Sequence[Turn]) -> list[dict]:
         check_messages(messages)
-        chat = [{"role": t.role, "content": t.content} for t in messages]
-        if self.supports_system:
-            return chat
-        system = "\n\n".join(m["content"] for m in chat if m["role"] == "system")
-        rest = [m for m in chat if m["role"] != "system"]
-        if system:
-            if rest and rest[0]["role"] == "user":
-                rest[0] = {"role": "user", "content": f"{system}\n\n{rest[0]['content']}"}
-            else:
-                rest.insert(0, {"role": "user", "content": system})
-        return rest
+        return to_chat(messages, self.supports_system)
 
     def render(self, messages: Sequence[Turn]) -> str:
         """The exact prompt text the model sees (after any system merge)."""

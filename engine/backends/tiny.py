@@ -76,27 +76,43 @@ def build_tokenizer():
     return fast
 
 
-def build_tiny_model(out_dir: Path, *, seed: int = SEED) -> Path:
-    """Write the tiny Llama + tokenizer to `out_dir` (no caching; see `tiny_model_dir`)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+def build_tiny_model(
+    out_dir: Path,
+    *,
+    seed: int = SEED,
+    model_class=None,
+    chat_template: str = CHAT_TEMPLATE,
+    extra_specials: tuple[str, ...] = (),
+    **config,
+) -> Path:
+    """Write a tiny random causal LM + the tiny tokenizer to `out_dir` (no caching; see `tiny_model_dir`).
 
+    The defaults build the `tiny` Llama. Tests build look-alikes of other families with another
+    `model_class` (e.g. GemmaForCausalLM), its `config` keys, template and special tokens."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    model_class = model_class or LlamaForCausalLM
     tokenizer = build_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
+    if extra_specials:
+        tokenizer.add_special_tokens({"additional_special_tokens": list(extra_specials)})
+    tokenizer.chat_template = chat_template
+    model_config = model_class.config_class(**{
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "tie_word_embeddings": True,
+        **config,
+    })  # fmt: skip
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    model = model_class(model_config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = tokenizer.bos_token_id

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from engine.errors import Cancelled, ConfigError
@@ -40,6 +40,39 @@ class Discriminator(Protocol):
     ):
         """Probabilities, shape (len(items), len(labels)), rows in input order, columns in label order."""
         ...
+
+
+class BatchedDiscriminator:
+    """The `predict` every discriminator here shares: items checked against the task, then scored
+    in batches by `_predict`, with a stop check before and a progress report after each batch."""
+
+    task: str
+    progress_text = "discriminator"  # progress reads "<task> <progress_text>"
+
+    def predict(
+        self,
+        items: Sequence[Item],
+        batch_size: int = 32,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+    ):
+        """Probabilities, shape (len(items), len(labels)), rows in input order, columns in label order."""
+        items = list(items)
+        check_items(self.task, items)
+        return self._predict(items, _batches(len(items), batch_size, progress, stop, f"{self.task} {self.progress_text}"))
+
+    def _predict(self, items: list[Item], batches: Iterator[tuple[int, int]]):
+        """Score `items`, taking the [start, end) row ranges from `batches` in order."""
+        raise NotImplementedError
+
+
+def _batches(n: int, batch_size: int, progress: Progress | None, stop: threading.Event | None, text: str) -> Iterator[tuple[int, int]]:
+    for start in range(0, n, batch_size):
+        check_stop(stop)
+        end = min(start + batch_size, n)
+        yield start, end
+        if progress is not None:
+            progress(end, n, text)
 
 
 def check_items(task: str, items: Sequence[Item]) -> None:

@@ -5,20 +5,20 @@ from __future__ import annotations
 import contextlib
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from engine.device import dtype_name, resolve_device, torch_dtype
 from engine.errors import ConfigError, ModelError
 
-from .base import Progress, check_items, check_stop, task_labels
+from .base import BatchedDiscriminator, task_labels
 from .formats import Item, get_format
 from .meta import DiscriminatorMeta, is_path_like, read_meta, resolve_source
 
 MAX_LENGTH = 512
 
 
-class CrossEncoderDiscriminator:
+class CrossEncoderDiscriminator(BatchedDiscriminator):
     """One model, one task, one input format; `predict` scores items in length-sorted batches."""
 
     def __init__(
@@ -121,19 +121,11 @@ class CrossEncoderDiscriminator:
             enc = self.tokenizer(list(rendered), **kwargs)
         return {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
 
-    def predict(
-        self,
-        items: Sequence[Item],
-        batch_size: int = 32,
-        progress: Progress | None = None,
-        stop: threading.Event | None = None,
-    ):
+    def _predict(self, items: list[Item], batches: Iterator[tuple[int, int]]):
         """Probabilities (n, len(labels)) in the task's label order; rows follow `items`."""
         import numpy as np
         import torch
 
-        items = list(items)
-        check_items(self.task, items)
         out = np.zeros((len(items), len(self.labels)), dtype=np.float64)
         if not items:
             return out
@@ -141,17 +133,14 @@ class CrossEncoderDiscriminator:
         lengths = np.array([len(ids) for ids in enc["input_ids"]])
         order = np.argsort(-lengths, kind="stable")  # longest first: peak memory shows up at once
         with self._lock:
-            for start in range(0, len(items), batch_size):
-                check_stop(stop)
-                idx = order[start : start + batch_size]
+            for start, end in batches:
+                idx = order[start:end]
                 batch = collate(enc, idx, self.tokenizer.pad_token_id or 0, self.model.device)
                 with torch.inference_mode():
                     logits = self.model(**batch).logits.float()
                 probs = torch.softmax(logits, dim=-1).cpu().numpy()
                 out[idx] = probs[:, self._columns]
                 self.forward_calls += 1
-                if progress is not None:
-                    progress(min(start + batch_size, len(items)), len(items), f"{self.task} discriminator")
             self.items_scored += len(items)
         return out
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from engine.types import GenerationParams, Turn
 
-from .base import Progress, check_items, check_stop, softmax, task_labels
+from .base import BatchedDiscriminator, softmax, task_labels
 from .formats import Item, render_judge_prompt
 
 # the words each template asks the judge to answer with, in the task's label order
@@ -44,10 +44,11 @@ class JudgedProbs(np.ndarray):
         return self.how is not None and any(h != "logprobs" for h in self.how)
 
 
-class JudgeDiscriminator:
+class JudgeDiscriminator(BatchedDiscriminator):
     """A chat model as a discriminator; `model` is any engine.backends ChatModel."""
 
     format = "paper"
+    progress_text = "judge"
 
     def __init__(self, model, task: str, *, concurrency: int = 4):
         self.model = model
@@ -80,25 +81,13 @@ class JudgeDiscriminator:
             return [1.0 / len(self.labels)] * len(self.labels), "unparsed"
         return [float(i == index) for i in range(len(self.labels))], "text"
 
-    def predict(
-        self,
-        items: Sequence[Item],
-        batch_size: int = 32,
-        progress: Progress | None = None,
-        stop: threading.Event | None = None,
-    ):
-        items = list(items)
-        check_items(self.task, items)
+    def _predict(self, items: list[Item], batches: Iterator[tuple[int, int]]):
         rows: list = [None] * len(items)
         how: list[str] = [""] * len(items)
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            for start in range(0, len(items), batch_size):
-                check_stop(stop)
-                chunk = items[start : start + batch_size]
-                for j, (probs, kind) in enumerate(pool.map(self._judge_one, chunk)):
+            for start, end in batches:
+                for j, (probs, kind) in enumerate(pool.map(self._judge_one, items[start:end])):
                     rows[start + j], how[start + j] = probs, kind
-                if progress is not None:
-                    progress(start + len(chunk), len(items), f"{self.task} judge")
         out = np.array(rows, dtype=np.float64).reshape(len(items), len(self.labels)).view(JudgedProbs)
         out.how = np.array(how, dtype=object)
         return out
