@@ -230,5 +230,6 @@ def _save(config: TrainConfig, disc, tokenizer, meta: DiscriminatorMeta) -> None
     for stale in ("model.safetensors", "adapter_model.safetensors", "adapter_config.json"):
         (out / stale).unlink(missing_ok=True)  # a rerun may switch between full and LoRA
     disc.model.save_pretrained(out)  # safetensors (full model, or adapter + modules_to_save heads)
+    (out / "README.md").unlink(missing_ok=True)  # peft's generic model-card template: not ours to ship
     tokenizer.save_pretrained(out)
     write_meta(out, meta)

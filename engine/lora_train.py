@@ -16,7 +16,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, ClassVar, TypedDict, Unpack
+from typing import Any, ClassVar, Self, TypedDict, Unpack
 
 from engine.backends.hf import causal_lm_kwargs, hub_offline, keeps_system
 from engine.errors import Cancelled, ConfigError, InputError, ModelError
@@ -69,7 +69,7 @@ class LoraSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict):
+    def from_dict(cls, data: dict) -> Self:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
