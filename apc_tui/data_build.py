@@ -2,7 +2,7 @@
 
     python -m apc_tui.data_build check      # validate data/teacher/src against data/characters
     python -m apc_tui.data_build build      # write data/teacher/{relevance,nli}.jsonl (+ split.json)
-    python -m apc_tui.data_build train      # train the embedded discriminators (make discriminators)
+    python -m apc_tui.data_build train [relevance|nli]  # train the embedded discriminators (make discriminators)
 
 Deterministic: the same sources give byte-identical outputs (seeded negative sampling).
 """
@@ -128,12 +128,28 @@ def relevance_rows(s: Source, rng: random.Random) -> list[dict]:
     return rows
 
 
-def nli_rows(s: Source) -> list[dict]:
-    return [
+def nli_rows(s: Source, rng: random.Random) -> list[dict]:
+    """Each row's three responses, plus one cross pair per row: a reply written about ANOTHER
+    statement is neutral to this one. Without cross pairs a model learns that any specific claim
+    contradicts, and APC's passive terms then punish every informative reply (the paper's NLI data
+    has such cross pairs too)."""
+    own = [
         {"character": s.name, "statement": r["statement"], "query": r["query"], "response": r[f], "label": f}
         for r in s.rows
         for f in NLI_FIELDS
     ]
+    cross = []
+    for r in s.rows:
+        others = [
+            o for o in s.rows
+            if o["statement"] != r["statement"]
+            and r["statement"] not in (o.get("also_relevant") or [])
+            and o["statement"] not in (r.get("also_relevant") or [])
+        ]
+        o = rng.choice(others)
+        cross.append({"character": s.name, "statement": r["statement"], "query": o["query"],
+                      "response": o[rng.choice(("entailed", "contradicted"))], "label": "neutral"})
+    return own + cross
 
 
 def build(root: Path | None = None) -> dict:
@@ -144,7 +160,7 @@ def build(root: Path | None = None) -> dict:
         raise InputError(f"teacher data has {len(problems)} problems, first: {problems[0]}; run `python -m apc_tui.data_build check`")
     rng = random.Random(SEED)
     rel = [row for s in sources for row in relevance_rows(s, rng)]
-    nli = [row for s in sources for row in nli_rows(s)]
+    nli = [row for s in sources for row in nli_rows(s, rng)]
     out = root / "teacher"
     stats = {}
     for name, rows in (("relevance", rel), ("nli", nli)):
@@ -191,7 +207,8 @@ def main(argv: list[str]) -> int:
         if cmd == "train":
             from .embedded_train import train_embedded
 
-            train_embedded()
+            tasks = tuple(argv[1:]) or ("relevance", "nli")
+            train_embedded(tasks=tasks)
             return 0
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
