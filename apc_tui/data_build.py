@@ -26,6 +26,7 @@ NEGATIVES_PER_STATEMENT = 6  # >= 5 utterances of other statements, the nearest 
 HARD_NEGATIVES = 3
 STYLES = {"direct", "indirect", "smalltalk", "typo"}
 NLI_FIELDS = ("entailed", "neutral", "contradicted")
+CROSS_PAIRS = 2  # per row, labelled neutral (see nli_rows)
 # Characters the shipped models never see: quality is reported on them (leave-characters-out).
 HELD_OUT = ("gu_minglan", "otis_bellamy", "vesper_ai", "dolores_mccrae")
 
@@ -129,10 +130,11 @@ def relevance_rows(s: Source, rng: random.Random) -> list[dict]:
 
 
 def nli_rows(s: Source, rng: random.Random) -> list[dict]:
-    """Each row's three responses, plus one cross pair per row: a reply written about ANOTHER
-    statement is neutral to this one. Without cross pairs a model learns that any specific claim
-    contradicts, and APC's passive terms then punish every informative reply (the paper's NLI data
-    has such cross pairs too)."""
+    """Each row's three responses, plus CROSS_PAIRS cross pairs per row: a reply written about
+    ANOTHER statement is neutral to this one. Without them a model learns that any specific claim
+    contradicts, and APC's passive terms (every unrelated statement, summed) then punish every
+    informative reply. One cross pair comes from the nearest other statement (token overlap: the
+    hard case, e.g. "born in 1894" vs a reply about his first job at fourteen), the rest at random."""
     own = [
         {"character": s.name, "statement": r["statement"], "query": r["query"], "response": r[f], "label": f}
         for r in s.rows
@@ -146,9 +148,12 @@ def nli_rows(s: Source, rng: random.Random) -> list[dict]:
             and r["statement"] not in (o.get("also_relevant") or [])
             and o["statement"] not in (r.get("also_relevant") or [])
         ]
-        o = rng.choice(others)
-        cross.append({"character": s.name, "statement": r["statement"], "query": o["query"],
-                      "response": o[rng.choice(("entailed", "contradicted"))], "label": "neutral"})
+        st_tokens = _tokens(r["statement"])
+        others.sort(key=lambda o: (-len(st_tokens & _tokens(o["statement"] + " " + o["entailed"])), o["query"]))
+        picks = others[:1] + rng.sample(others[1:], CROSS_PAIRS - 1)
+        for o in picks:
+            cross.append({"character": s.name, "statement": r["statement"], "query": o["query"],
+                          "response": o[rng.choice(("entailed", "contradicted"))], "label": "neutral", "pair": "cross"})
     return own + cross
 
 

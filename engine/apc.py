@@ -68,13 +68,24 @@ class RelevanceCache:
             self._data.clear()
 
 
+# Pairs per forward pass. On CPU 32 is as fast per pair as anything larger (bench/scoring.py);
+# on a GPU larger batches pay: bf16 DeBERTa-v3-large scored 3-4x faster at 128 than at 32 on an
+# H100 (bench/gpu.py, bench/RESULTS.md).
+CPU_BATCH, GPU_BATCH = 32, 128
+
+
+def default_batch_size(pair) -> int:
+    devices = (str(getattr(d, "device", "cpu")) for d in (pair.relevance, pair.nli))
+    return GPU_BATCH if any(d.startswith("cuda") for d in devices) else CPU_BATCH
+
+
 class ApcScorer:
     """Scores responses with a DiscriminatorPair; retrieval shares it to reuse relevance."""
 
-    def __init__(self, pair, cache: RelevanceCache | None = None, batch_size: int = 32):
+    def __init__(self, pair, cache: RelevanceCache | None = None, batch_size: int | None = None):
         self.pair = pair
         self.cache = cache if cache is not None else RelevanceCache()
-        self.batch_size = batch_size
+        self.batch_size = batch_size or default_batch_size(pair)
 
     @property
     def profile(self) -> str:

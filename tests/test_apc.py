@@ -186,3 +186,14 @@ def test_service_reports_judge_text_fallback(services, fake_chat_model):
     assert result.notes == ("relevance judge: 2 answer(s) read from text (no log-probs from the backend), 0 unparsed",
                             "nli judge: 2 answer(s) read from text (no log-probs from the backend), 2 unparsed")  # fmt: skip
     assert result.to_dict()["profile"] == "judge:fake"
+
+
+def test_default_batch_size_follows_the_discriminators_device(tiny_pair):
+    from engine.apc import CPU_BATCH, GPU_BATCH
+
+    assert ApcScorer(tiny_pair).batch_size == CPU_BATCH  # real tiny models on the CPU
+    assert ApcScorer(tiny_pair, batch_size=7).batch_size == 7
+    table = table_pair()  # table discriminators carry no device: treated as CPU
+    assert ApcScorer(table).batch_size == CPU_BATCH
+    table.nli.device = "cuda:0"
+    assert ApcScorer(table).batch_size == GPU_BATCH

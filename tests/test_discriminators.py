@@ -108,6 +108,20 @@ def test_meta_format_is_honoured(tiny_models):
     assert disc.tokenizer.sep_token_id in ids[1:-1]  # a real pair: [CLS] a [SEP] b [SEP]
 
 
+def test_meta_temperature_sharpens_without_changing_the_argmax(tiny_models):
+    base = {"task": "nli", "labels": ["contradicted", "neutral", "entailed"], "format": "paper", "base_model": "x"}
+    plain = CrossEncoderDiscriminator.load(str(tiny_models.path("bert", "nli", meta=base)), "nli", device="cpu")
+    sharp = CrossEncoderDiscriminator.load(str(tiny_models.path("bert", "nli", meta={**base, "temperature": 0.5})), "nli", device="cpu")
+    items = varied_items(NliItem)
+    p, q = plain.predict(items), sharp.predict(items)
+    np.testing.assert_array_equal(p.argmax(axis=1), q.argmax(axis=1))
+    expected = p**2 / (p**2).sum(axis=1, keepdims=True)  # softmax(z / 0.5) = p^2, renormalised
+    np.testing.assert_allclose(q, expected, atol=1e-6)
+    assert sharp.identity != plain.identity  # cached relevance/NLI of one is never served for the other
+    with pytest.raises(ModelError, match="temperature must be a positive number"):
+        CrossEncoderDiscriminator.load(str(tiny_models.path("bert", "nli", meta={**base, "temperature": 0})), "nli", device="cpu")
+
+
 def test_wrong_label_count_is_a_clear_error(tiny_models):
     path = tiny_models.path("bert", "relevance", num_labels=3)
     with pytest.raises(ModelError, match="outputs 3 labels but a relevance discriminator needs 2"):

@@ -37,8 +37,49 @@ def test_recorded_accuracy_reproduces_on_the_fixed_sample(embedded, task):
     assert sample_accuracy(disc, task, rows) == pytest.approx(recorded["accuracy"], abs=1.5 / len(rows))
 
 
-@pytest.mark.xfail(reason="the shipped embedded NLI model does not yet rank faithful replies first "
-                   "(held-out ranking 0.35, see data/discriminators/REPORT.json); issue #5 stays open", strict=False)
+def test_teacher_data_is_clean_and_rebuilds_byte_identically(tmp_path):
+    """The shipped row files are what `data_build build` makes of the sources, and the models were trained on them."""
+    import shutil
+
+    from apc_tui import data_build
+
+    assert data_build.check(data_build.load_sources()) == []
+    shutil.copytree(data_path("characters"), tmp_path / "characters")
+    shutil.copytree(data_path("teacher", "src"), tmp_path / "teacher" / "src")
+    stats = data_build.build(tmp_path)
+    for directory, task in zip(embedded_dirs(), ("relevance", "nli"), strict=True):
+        assert (tmp_path / "teacher" / f"{task}.jsonl").read_bytes() == data_path("teacher", f"{task}.jsonl").read_bytes()
+        assert read_meta(directory).data_sha256 == stats[task]["sha256"]
+
+
+def test_nli_cross_pairs_are_neutral_replies_about_other_statements():
+    from apc_tui import data_build
+
+    rows = [json.loads(line) for line in data_path("teacher", "nli.jsonl").read_text(encoding="utf-8").splitlines()]
+    cross = [r for r in rows if r.get("pair") == "cross"]
+    own = [r for r in rows if r.get("pair") != "cross"]
+    assert len(cross) == data_build.CROSS_PAIRS * len(own) // 3 and {r["label"] for r in cross} == {"neutral"}
+    about = {}  # reply text -> the statements it was written for (its own and any also_relevant)
+    for s in data_build.load_sources():
+        for r in s.rows:
+            for field in data_build.NLI_FIELDS:
+                about.setdefault(r[field], set()).update([r["statement"], *(r.get("also_relevant") or [])])
+    assert all(r["statement"] not in about[r["response"]] for r in cross)
+
+
+def test_disc_eval_prints_the_recorded_held_out_quality(cli):
+    r = cli("disc", "eval", "--task", "nli")
+    assert r.code == 0, r.err
+    recorded = read_meta(embedded_dirs()[1]).metrics
+    assert "characters never seen" in r.out and "profile embedded" in r.out
+    assert f"accuracy {recorded['heldout_characters']['all']['accuracy']:.3f}" in r.out
+    assert f"first: {recorded['apc_ranking_heldout']['most_faithful_first']['all']:.2f}" in r.out
+    assert "zh" in r.out and "en" in r.out
+
+
+@pytest.mark.xfail(reason="the shipped embedded NLI model still takes 'I live alone in the Hakurei Shrine, far from "
+                   "Chireiden' as entailed by 'lives in Chireiden' (subtle contradictions; held-out ranking 0.66, "
+                   "see data/discriminators/REPORT.json); issue #5 stays open", strict=False)
 def test_apc_orders_faithful_vague_and_contradicting_replies(cli, tmp_path):
     statements = tmp_path / "koishi.json"
     statements.write_text(json.dumps({

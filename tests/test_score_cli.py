@@ -78,7 +78,8 @@ def test_disc_eval_json(cli, tmp_path, tiny_profile):
     r = cli("disc", "eval", "--task", "nli", "--data", str(data), "--profile", tiny_profile, "--device", "cpu", "--json")
     assert r.code == 0, r.err
     report = r.json()
-    assert list(report) == ["task", "n", "accuracy", "per_label", "confusion"]
+    assert list(report) == ["task", "profile", "n", "accuracy", "per_label", "confusion", "recorded"]
+    assert report["recorded"] == {}  # a plain checkpoint has no training-time record
     assert report["task"] == "nli" and report["n"] == 12
     assert list(report["per_label"]) == ["contradicted", "neutral", "entailed"]
     assert sum(sum(row.values()) for row in report["confusion"].values()) == 12

@@ -16,6 +16,10 @@ app = typer.Typer(no_args_is_help=True)
 TASKS = ("relevance", "nli")
 TaskOpt = Annotated[str, typer.Option("--task", help="relevance | nli.")]
 DataOpt = Annotated[Path, typer.Option("--data", help="Labelled JSONL: character, statement, query, [response,] label.")]
+EvalDataOpt = Annotated[
+    Path | None,
+    typer.Option("--data", help="Labelled JSONL to measure on; without it, only the quality recorded at training is shown."),
+]
 
 
 def _task(task: str) -> str:
@@ -28,17 +32,40 @@ def _task(task: str) -> str:
 def eval_(
     ctx: typer.Context,
     task: TaskOpt,
-    data: DataOpt,
+    data: EvalDataOpt = None,
     profile: ProfileOpt = None,
     device: DeviceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Accuracy, per-label precision/recall/F1 and the confusion matrix on labelled data."""
+    """Accuracy, per-label precision/recall/F1 and confusion on labelled data, and the held-out quality recorded at training."""
     report = services(ctx).scoring.evaluate_discriminator(
         _task(task), data, profile=profile, device=device, progress=Progress("evaluating", enabled=not as_json)
     )
-    out = {k: report[k] for k in ("task", "n", "accuracy", "per_label", "confusion")}
-    emit(out, as_json, lambda r: render_report(r, data))
+    keys = ("task", "profile", "n", "accuracy", "per_label", "confusion", "recorded")
+    out = {k: report[k] for k in keys if k in report}
+    emit(out, as_json, lambda r: _render_eval(r, data))
+
+
+def _render_eval(r: dict, data: Path | None) -> None:
+    if data is not None:
+        render_report(r, data)
+        typer.echo("")
+    render_recorded(r)
+
+
+def render_recorded(r: dict) -> None:
+    """The quality measured at training on characters the model never saw (embedded: data/README.md)."""
+    held, ranking = r["recorded"].get("heldout_characters"), r["recorded"].get("apc_ranking_heldout")
+    if not held:
+        typer.echo(f"{r['task']} discriminator of profile {r['profile']}: no held-out measurement recorded; pass --data to measure one")
+        return
+    by_lang = ", ".join(f"{k} {v['accuracy']:.3f} (n {v['n']})" for k, v in held.items() if k not in ("all", "confusion"))
+    typer.echo(f"recorded at training, on characters never seen ({r['task']}, profile {r['profile']}):")
+    typer.echo(f"  accuracy {held['all']['accuracy']:.3f} (n {held['all']['n']}, macro-F1 {held['all']['macro_f1']:.3f}); {by_lang}")
+    if ranking:
+        first = ranking["most_faithful_first"]
+        langs = ", ".join(f"{k} {v:.2f}" for k, v in first.items() if k not in ("all", "n"))
+        typer.echo(f"  APC ranks the faithful of three replies first: {first['all']:.2f} of {first['n']} queries ({langs})")
 
 
 def render_report(r: dict, data: Path) -> None:

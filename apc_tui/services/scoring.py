@@ -119,18 +119,23 @@ class ScoringService:
         return parsed[0].name, statements
 
     # -- discriminators ----------------------------------------------------------------------
-    def evaluate_discriminator(self, task: str, data: Path, *, profile: str | None = None, device: str | None = None,
-                               progress=None, stop=None) -> dict:  # fmt: skip
-        """Accuracy, per-label P/R/F1 and confusion of the profile's `task` discriminator on a labelled JSONL."""
+    def evaluate_discriminator(self, task: str, data: Path | None, *, profile: str | None = None,
+                               device: str | None = None, progress=None, stop=None) -> dict:  # fmt: skip
+        """Accuracy, per-label P/R/F1 and confusion of the profile's `task` discriminator on a labelled
+        JSONL (none: nothing measured now), plus what was recorded at training time on held-out
+        characters ("recorded": empty for a model without that record, e.g. a hub checkpoint)."""
         from engine.discriminators.base import task_labels
         from engine.discriminators.data import read_labelled
         from engine.metrics import evaluate_discriminator
 
         task_labels(task)
-        rows = read_labelled(data, task)  # bad rows fail before any model loads
+        rows = read_labelled(data, task) if data is not None else None  # bad rows fail before any model loads
         pair = self.scorer(profile, device).pair
         disc = pair.relevance if task == "relevance" else pair.nli
-        return evaluate_discriminator(disc, rows, progress=progress, stop=stop)
+        metrics = (getattr(disc, "meta", None) and disc.meta.metrics) or {}
+        recorded = {k: metrics[k] for k in ("heldout_characters", "apc_ranking_heldout") if k in metrics}
+        report = evaluate_discriminator(disc, rows, progress=progress, stop=stop) if rows is not None else {"task": task}
+        return {**report, "profile": pair.profile, "recorded": recorded}
 
     def train_discriminator(self, config, progress=None, stop=None):
         """Fine-tune a discriminator (engine.disc_train.TrainConfig) and return its TrainReport."""

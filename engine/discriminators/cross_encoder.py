@@ -54,7 +54,9 @@ class CrossEncoderDiscriminator(BatchedDiscriminator):
         self.meta = meta
         limits = [MAX_LENGTH, getattr(tokenizer, "model_max_length", MAX_LENGTH) or MAX_LENGTH]
         self.max_length = int(min(limits))
-        self.identity = f"cross:{source}|{self.format}|{quantize or dtype_name(device)}"
+        self.temperature = meta.temperature if meta else 1.0
+        calibrated = f"|T{self.temperature:g}" if self.temperature != 1.0 else ""
+        self.identity = f"cross:{source}|{self.format}|{quantize or dtype_name(device)}{calibrated}"
         self.forward_calls = 0  # batches run through the model (tests and the bench count them)
         self.items_scored = 0
         self._lock = threading.Lock()  # one forward at a time: the TUI and retrieval share a model
@@ -138,7 +140,7 @@ class CrossEncoderDiscriminator(BatchedDiscriminator):
                 batch = collate(enc, idx, self.tokenizer.pad_token_id or 0, self.model.device)
                 with torch.inference_mode():
                     logits = self.model(**batch).logits.float()
-                probs = torch.softmax(logits, dim=-1).cpu().numpy()
+                probs = torch.softmax(logits / self.temperature, dim=-1).cpu().numpy()
                 out[idx] = probs[:, self._columns]
                 self.forward_calls += 1
             self.items_scored += len(items)
@@ -153,6 +155,7 @@ class CrossEncoderDiscriminator(BatchedDiscriminator):
             "device": self.device,
             "dtype": "int8" if self.quantize else dtype_name(self.device),
             "adapter": bool(self.meta and self.meta.adapter),
+            "temperature": self.temperature,
             "metrics": dict(self.meta.metrics) if self.meta else {},
         }
 

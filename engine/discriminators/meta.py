@@ -26,6 +26,10 @@ class DiscriminatorMeta:
     data_sha256: str | None = None  # sha256 of the training file
     metrics: dict = field(default_factory=dict)  # held-out metrics measured at training time
     quantize: str | None = None  # None | "int8" (dynamic int8 Linear layers, CPU)
+    # Softmax temperature applied to the logits (calibration; argmax unchanged). Below 1 sharpens:
+    # APC sums P(contradicted) over every statement, so a small model's diffuse 0.1s on unrelated
+    # statements add up; the embedded NLI model ships with the value chosen on training characters.
+    temperature: float = 1.0
 
     def to_dict(self) -> dict:
         return {
@@ -37,6 +41,7 @@ class DiscriminatorMeta:
             "data_sha256": self.data_sha256,
             "metrics": self.metrics,
             "quantize": self.quantize,
+            "temperature": self.temperature,
         }
 
     @classmethod
@@ -51,14 +56,17 @@ class DiscriminatorMeta:
                 data_sha256=d.get("data_sha256"),
                 metrics=dict(d.get("metrics") or {}),
                 quantize=d.get("quantize"),
+                temperature=float(d.get("temperature", 1.0)),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{where}: missing or malformed field {exc}; rebuild the discriminator") from exc
         expected = task_labels(meta.task)
         if sorted(meta.labels) != sorted(expected):
             raise ModelError(f"{where}: labels {list(meta.labels)} do not match task {meta.task} ({list(expected)})")
         if meta.format not in FORMATS:
             raise ModelError(f"{where}: unknown input format {meta.format!r} (known: {', '.join(FORMATS)})")
+        if not meta.temperature > 0:
+            raise ModelError(f"{where}: temperature must be a positive number, not {meta.temperature!r}")
         if meta.quantize not in QUANTIZE_CHOICES:
             raise ModelError(f"{where}: quantize must be null or \"int8\", not {meta.quantize!r}")
         return meta
