@@ -28,7 +28,14 @@ STYLES = {"direct", "indirect", "smalltalk", "typo"}
 NLI_FIELDS = ("entailed", "neutral", "contradicted")
 CROSS_PAIRS = 2  # per row, labelled neutral (see nli_rows)
 # Characters the shipped models never see: quality is reported on them (leave-characters-out).
-HELD_OUT = ("gu_minglan", "otis_bellamy", "vesper_ai", "dolores_mccrae")
+# The first four were held out from the start; the fourteen written in the second round are held
+# out too: training on them as well gained little at twice the training time (data/README.md), so
+# they make the measurement wider instead (5 Chinese, 13 English characters).
+HELD_OUT = (
+    "gu_minglan", "otis_bellamy", "vesper_ai", "dolores_mccrae",
+    "ava_lindqvist", "tomas_herrera", "priya_raman", "gideon_marsh", "noor_haddad", "eamon_kilbride", "zuri_okonkwo",
+    "marisol_vega", "lin_wanzhou", "ysolde_fenn", "zhao_tiezhu", "he_xiaoman", "tobias_wren", "han_qiuhe",
+)
 
 
 @dataclass(frozen=True)
@@ -163,9 +170,9 @@ def build(root: Path | None = None) -> dict:
     problems = check(sources)
     if problems:
         raise InputError(f"teacher data has {len(problems)} problems, first: {problems[0]}; run `python -m apc_tui.data_build check`")
-    rng = random.Random(SEED)
-    rel = [row for s in sources for row in relevance_rows(s, rng)]
-    nli = [row for s in sources for row in nli_rows(s, rng)]
+    # one seeded generator per (task, character): adding a character never changes another's rows
+    rel = [row for s in sources for row in relevance_rows(s, random.Random(f"{SEED}:relevance:{s.slug}"))]
+    nli = [row for s in sources for row in nli_rows(s, random.Random(f"{SEED}:nli:{s.slug}"))]
     out = root / "teacher"
     stats = {}
     for name, rows in (("relevance", rel), ("nli", nli)):

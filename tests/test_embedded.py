@@ -78,7 +78,7 @@ def test_disc_eval_prints_the_recorded_held_out_quality(cli):
 
 
 @pytest.mark.xfail(reason="the shipped embedded NLI model still takes 'I live alone in the Hakurei Shrine, far from "
-                   "Chireiden' as entailed by 'lives in Chireiden' (subtle contradictions; held-out ranking 0.66, "
+                   "Chireiden' as entailed by 'lives in Chireiden' (subtle contradictions; held-out ranking 0.53 over 18 characters, "
                    "see data/discriminators/REPORT.json); issue #5 stays open", strict=False)
 def test_apc_orders_faithful_vague_and_contradicting_replies(cli, tmp_path):
     statements = tmp_path / "koishi.json"
