@@ -96,3 +96,32 @@ def test_apc_orders_faithful_vague_and_contradicting_replies(cli, tmp_path):
     assert out["profile"] == "embedded" and out["n_statements"] == 2
     faithful, vague, contradicting = (x["apc"] for x in out["results"])
     assert faithful > vague > contradicting
+
+
+@pytest.mark.parametrize("task", ["relevance", "nli"])
+def test_lora_merge_without_peft_matches_peft(task):
+    """The shipped adapters load by merging their LoRA weights directly; peft's own merge must agree."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from engine.discriminators.cross_encoder import _load_adapter_model
+
+    directory = dict(zip(("relevance", "nli"), embedded_dirs()))[task]
+    meta = read_meta(directory)
+    ours = _load_adapter_model(str(directory), task, meta, False).eval()
+    reference = _load_adapter_model(str(directory), task, meta, False, use_peft=True).eval()
+    tok = AutoTokenizer.from_pretrained(str(directory))
+    batch = tok(["Otis Bellamy: Otis Bellamy was born in 1894.", "顾明澜: 顾明澜今年七十一岁。"],
+                ["What year were you born? [SEP] 1898, just a kid.", "您今年多大？ [SEP] 七十一了。"], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        torch.testing.assert_close(ours(**batch).logits, reference(**batch).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_loading_the_embedded_profile_does_not_import_peft():
+    import subprocess
+    import sys
+
+    code = ("import sys; from engine.discriminators.profiles import load_profile; load_profile('embedded', device='cpu'); "
+            "print('peft' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr[-500:]

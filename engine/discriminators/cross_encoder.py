@@ -238,8 +238,7 @@ def _load_classifier(path: str, source: str, local: bool, trust_remote_code: boo
     return model
 
 
-def _load_adapter_model(path: str, source: str, meta: DiscriminatorMeta, trust_remote_code: bool):
-    from peft import PeftModel
+def _load_adapter_model(path: str, source: str, meta: DiscriminatorMeta, trust_remote_code: bool, use_peft: bool = False):
     from transformers import AutoModelForSequenceClassification
 
     base = resolve_source(meta.base_model)
@@ -251,13 +250,58 @@ def _load_adapter_model(path: str, source: str, meta: DiscriminatorMeta, trust_r
     except OSError as exc:
         if not Path(base).is_dir():
             raise _offline_error(meta.base_model) from exc
-        raise ModelError(f"{source}: cannot load its base model {meta.base_model} ({_first_line(exc)})") from exc
+        raise ModelError(f"{source}: cannot load its LoRA adapter's base model {meta.base_model} ({_first_line(exc)})") from exc
+    if not use_peft and _merge_plain_lora(model, Path(path)):
+        return model
+    from peft import PeftModel
+
     try:
         with quiet_transformers():
             model = PeftModel.from_pretrained(model, path)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"{source}: cannot load its LoRA adapter ({_first_line(exc)}); retrain it") from exc
     return model.merge_and_unload()  # plain modules again: faster inference, and int8 can apply
+
+
+def _merge_plain_lora(model, path: Path) -> bool:
+    """Merge a plain LoRA adapter (W += alpha/r * B @ A, plus the saved heads) into `model` without
+    peft: importing peft costs 2-5 s, most of a CLI call's first score. False (model untouched)
+    for anything else (DoRA, rsLoRA, per-module ranks, biases...): peft handles those."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    try:
+        cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        weights = load_file(str(path / "adapter_model.safetensors"))
+    except (OSError, ValueError):
+        return False
+    plain = cfg.get("peft_type", "LORA") == "LORA" and cfg.get("bias", "none") == "none"
+    variants = ("use_dora", "use_rslora", "fan_in_fan_out", "rank_pattern", "alpha_pattern", "layers_to_transform")
+    if not plain or any(cfg.get(k) for k in variants) or not cfg.get("r"):
+        return False
+    state = model.state_dict()
+    prefix = "base_model.model."
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    heads: dict[str, torch.Tensor] = {}
+    for key, tensor in weights.items():
+        name = key.removeprefix(prefix)
+        if ".lora_A." in name or ".lora_B." in name:
+            module, rest = name.split(".lora_", 1)  # "...attention.self.query", "A.weight"
+            pairs.setdefault(module, {})[rest[0]] = tensor
+        else:
+            heads[name] = tensor
+    if any(f"{m}.weight" not in state or set(ab) != {"A", "B"} for m, ab in pairs.items()) or any(h not in state for h in heads):
+        return False
+    scale = cfg["lora_alpha"] / cfg["r"]
+    with torch.no_grad():
+        for module, ab in pairs.items():
+            weight = state[f"{module}.weight"]
+            weight += (scale * ab["B"].float() @ ab["A"].float()).to(weight.dtype)
+        for name, tensor in heads.items():
+            state[name].copy_(tensor)
+    return True
 
 
 @contextlib.contextmanager
