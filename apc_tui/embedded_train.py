@@ -79,7 +79,7 @@ def _delta_apc(score, temperature: float) -> float:
     total = 0.0
     for t in score.terms:
         c, n, e = (max(p, 1e-12) ** (1 / temperature) for p in (t.p_contradicted, t.p_neutral, t.p_entailed))
-        total += t.p_yes * e / (c + n + e) - (1 - t.p_yes) * c / (c + n + e)
+        total += replace(t, p_contradicted=c / (c + n + e), p_neutral=n / (c + n + e), p_entailed=e / (c + n + e)).delta_term
     return total
 
 
@@ -228,7 +228,7 @@ def train_embedded(out_dir: Path | None = None, epochs: dict | None = None, prog
         discs["nli"] = CrossEncoderDiscriminator.load(str(out_dir / "nli"), "nli", device="cpu")
         print(f"NLI temperature {temperature} (train-character ranking {report['temperature_choice']['grid']})", flush=True)
     else:
-        report["temperature_choice"] = json.loads((out_dir / "REPORT.json").read_text(encoding="utf-8"))["temperature_choice"]
+        report["temperature_choice"] = json.loads((out_dir / "REPORT.json").read_text(encoding="utf-8")).get("temperature_choice")
     report["ranking"] = ranking(DiscriminatorPair(discs["relevance"], discs["nli"], "embedded"), sources, held_out)
     record_ranking(report["ranking"], out_dir)
     report["fixed_sample"] = record_fixed_samples(out_dir)
