@@ -75,13 +75,15 @@ def synthetic_character(n_statements: int, n_queries: int, n_responses: int, see
 # -- models ------------------------------------------------------------------------------
 def load_models(model_path: str | None, device: str = "cpu"):
     """(relevance, nli) discriminators and a description of where they came from."""
-    from engine.discriminators import load_profile
     from engine.discriminators.profiles import embedded_dirs
 
-    rel_dir, _ = embedded_dirs()
+    rel_dir, nli_dir = embedded_dirs()
     if model_path is None and (rel_dir / "apc_discriminator.json").is_file():
-        pair = load_profile("embedded", device=device)
-        return pair.relevance, pair.nli, "embedded discriminators (data/discriminators)"
+        from engine.discriminators import CrossEncoderDiscriminator
+
+        # torch runtime here: the int8 and raw-forward pipelines need a torch module ("ours_numpy" is the numpy one)
+        rel, nli = (CrossEncoderDiscriminator.load(str(d), t, device=device, runtime="torch") for d, t in ((rel_dir, "relevance"), (nli_dir, "nli")))
+        return rel, nli, "embedded discriminators (data/discriminators)"
     if model_path is None:
         from engine.discriminators.meta import GT_MINILM, resolve_source
 
@@ -239,6 +241,11 @@ def main(argv=None) -> dict:
         "ours": lambda q, st: run_ours(rel, nli, st, q, responses[q], bs),
         "raw_forward": lambda q, st: run_raw(rel, nli, st, q, responses[q], bs),
     }
+    if label.startswith("embedded") and args.device == "cpu":
+        from engine.discriminators import load_profile
+
+        numpy_pair = load_profile("embedded", device="cpu")  # the default CPU runtime of the shipped adapters
+        pipelines["ours_numpy"] = lambda q, st: run_ours(numpy_pair.relevance, numpy_pair.nli, st, q, responses[q], bs)
     if not args.no_int8 and args.device == "cpu":
         rel8, nli8 = variant(rel, int8=True), variant(nli, int8=True)
         pipelines["ours_int8"] = lambda q, st: run_ours(rel8, nli8, st, q, responses[q], bs)
@@ -293,6 +300,9 @@ def main(argv=None) -> dict:
         "efficiency_cpu_time": cpu_rate["ours"] / cpu_rate["raw_forward"],
         "reference_vs_ours_paper_format": agreement(terms["reference"], terms["ours_paper_format"]),
     }
+    if "ours_numpy" in pipelines:
+        result["numpy_vs_torch_runtime"] = rate["ours_numpy"] / rate["ours"]
+        result["numpy_vs_torch_terms"] = agreement(terms["ours"], terms["ours_numpy"])
     if "ours_int8" in pipelines:
         result["speedup_int8"] = rate["ours_int8"] / rate["reference"]
         result["int8_vs_fp32"] = agreement(terms["ours"], terms["ours_int8"])
@@ -303,7 +313,8 @@ def main(argv=None) -> dict:
 def render(r: dict) -> str:
     p, c, w, fmt, m = r["pairs_per_s"], r["pairs_per_cpu_s"], r["workload"], r["format"], r["machine"]
     rows = [("reference (batch 1, paper, rel per response)", "reference"), ("ours, paper format", "ours_paper_format"),
-            (f"ours, {fmt} format", "ours"), (f"ours, {fmt} format + int8", "ours_int8"),
+            (f"ours, {fmt} format", "ours"), (f"ours, {fmt}, numpy runtime (CPU default)", "ours_numpy"),
+            (f"ours, {fmt} format + int8", "ours_int8"),
             ("raw batched forward, same inputs as ours", "raw_forward")]  # fmt: skip
     lines = [
         f"model: {r['model']}  (format {fmt}, batch size {w['batch_size']})",
@@ -328,6 +339,10 @@ def render(r: dict) -> str:
         f"reference vs ours on the paper format, per-statement APC terms: max |diff| {agree['max_abs_term_diff']:.1e} "
         f"over {agree['pairs']} pairs",
     ]
+    if "numpy_vs_torch_runtime" in r:
+        d = r["numpy_vs_torch_terms"]
+        lines.append(f"numpy runtime vs torch runtime: {r['numpy_vs_torch_runtime']:.2f}x the pairs/s; "
+                     f"per-statement APC terms max |diff| {d['max_abs_term_diff']:.1e}")  # fmt: skip
     if "int8_vs_fp32" in r:
         d = r["int8_vs_fp32"]
         lines.append(f"int8 vs fp32 per-statement APC terms: mean |diff| {d['mean_abs_term_diff']:.4f}, max {d['max_abs_term_diff']:.4f}")

@@ -11,11 +11,13 @@ _SPEC = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 def resolve_device(spec: str | None = "auto") -> str:
     """'auto' -> cuda if available, else mps, else cpu; an explicit device must exist here."""
-    import torch
-
     spec = (spec or "auto").strip().lower()
     if not _SPEC.match(spec):
         raise ConfigError(f"device {spec!r} is not known; use auto, cpu, cuda, cuda:N or mps")
+    if spec == "cpu":
+        return spec  # always there; no need to import torch (~2 s) to say so
+    import torch
+
     has_mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     if spec == "auto":
         if torch.cuda.is_available():
@@ -52,3 +54,12 @@ def torch_dtype(device: str):
     import torch
 
     return getattr(torch, dtype_name(device))
+
+
+def nvidia_gpu_present() -> bool:
+    """Does the NVIDIA driver list a GPU? Answers without importing torch (~2 s), so a model that
+    runs on the CPU without torch can decide "auto" cheaply; Linux only, False elsewhere."""
+    from pathlib import Path
+
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return gpus.is_dir() and any(gpus.iterdir())

@@ -99,29 +99,41 @@ def test_apc_orders_faithful_vague_and_contradicting_replies(cli, tmp_path):
 
 
 @pytest.mark.parametrize("task", ["relevance", "nli"])
-def test_lora_merge_without_peft_matches_peft(task):
-    """The shipped adapters load by merging their LoRA weights directly; peft's own merge must agree."""
+def test_shipped_adapters_give_the_same_logits_in_every_runtime(task):
+    """Shipped adapters run on the numpy runtime on a CPU; on a GPU our torch merge serves them, and
+    peft's merge is the reference for both."""
+    import numpy as np
     import torch
     from transformers import AutoTokenizer
 
-    from engine.discriminators.cross_encoder import _load_adapter_model
+    from engine.discriminators.cross_encoder import CrossEncoderDiscriminator, _load_adapter_model, pad_batch
+    from engine.discriminators.numpy_bert import NumpyBertClassifier
 
     directory = dict(zip(("relevance", "nli"), embedded_dirs()))[task]
     meta = read_meta(directory)
     ours = _load_adapter_model(str(directory), task, meta, False).eval()
     reference = _load_adapter_model(str(directory), task, meta, False, use_peft=True).eval()
+    numpy_disc = CrossEncoderDiscriminator.load(str(directory), task, device="cpu")
+    assert isinstance(numpy_disc.model, NumpyBertClassifier)
     tok = AutoTokenizer.from_pretrained(str(directory))
-    batch = tok(["Otis Bellamy: Otis Bellamy was born in 1894.", "顾明澜: 顾明澜今年七十一岁。"],
-                ["What year were you born? [SEP] 1898, just a kid.", "您今年多大？ [SEP] 七十一了。"], padding=True, return_tensors="pt")
+    firsts = ["Otis Bellamy: Otis Bellamy was born in 1894.", "顾明澜: 顾明澜今年七十一岁。"]
+    seconds = ["What year were you born? [SEP] 1898, just a kid.", "您今年多大？ [SEP] 七十一了。"]
+    batch = tok(firsts, seconds, padding=True, return_tensors="pt")
     with torch.inference_mode():
-        torch.testing.assert_close(ours(**batch).logits, reference(**batch).logits, atol=1e-4, rtol=1e-4)
+        want = reference(**batch).logits
+        torch.testing.assert_close(ours(**batch).logits, want, atol=1e-4, rtol=1e-4)
+    enc = numpy_disc.tokenizer(firsts, seconds, max_length=numpy_disc.max_length)
+    got = numpy_disc.model(**pad_batch(enc, [0, 1], numpy_disc.tokenizer.pad_token_id))
+    assert np.abs(got - want.numpy()).max() < 1e-4
 
 
-def test_loading_the_embedded_profile_does_not_import_peft():
+def test_loading_the_embedded_profile_imports_neither_torch_nor_transformers():
+    """What keeps a CLI call's first score fast: the numpy runtime needs numpy, tokenizers and safetensors only."""
     import subprocess
     import sys
 
-    code = ("import sys; from engine.discriminators.profiles import load_profile; load_profile('embedded', device='cpu'); "
-            "print('peft' in sys.modules)")  # fmt: skip
+    code = ("import sys; from engine.discriminators.profiles import load_profile; from engine.discriminators import NliItem; "
+            "pair = load_profile('embedded', device='cpu'); assert pair.nli.predict([NliItem('A', 'A is tall.', 'Tall?', 'Yes.')]).shape == (1, 3); "
+            "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False", out.stderr[-500:]
+    assert out.stdout.strip() == "[]", out.stderr[-500:]

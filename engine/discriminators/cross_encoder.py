@@ -8,12 +8,13 @@ import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from engine.device import dtype_name, resolve_device, torch_dtype
+from engine.device import dtype_name, nvidia_gpu_present, resolve_device, torch_dtype
 from engine.errors import ConfigError, ModelError
 
-from .base import BatchedDiscriminator, task_labels
+from .base import BatchedDiscriminator, softmax, task_labels
 from .formats import Item, get_format
 from .meta import DiscriminatorMeta, is_path_like, read_meta, resolve_source
+from .numpy_bert import NumpyBertClassifier, load_lora_classifier
 
 MAX_LENGTH = 512
 
@@ -39,7 +40,7 @@ class CrossEncoderDiscriminator(BatchedDiscriminator):
         self.format = get_format(format).name
         self._format = get_format(format)
         model_labels = tuple(labels) if labels else self.labels
-        n = int(model.config.num_labels)
+        n = int(model.num_labels if isinstance(model, NumpyBertClassifier) else model.config.num_labels)
         if n != len(self.labels):
             raise ModelError(
                 f"{source or 'model'} outputs {n} labels but a {task} discriminator needs {len(self.labels)} "
@@ -56,6 +57,7 @@ class CrossEncoderDiscriminator(BatchedDiscriminator):
         self.max_length = int(min(limits))
         self.temperature = meta.temperature if meta else 1.0
         calibrated = f"|T{self.temperature:g}" if self.temperature != 1.0 else ""
+        # the numpy runtime computes the same float32 function as torch on a CPU: same identity
         self.identity = f"cross:{source}|{self.format}|{quantize or dtype_name(device)}{calibrated}"
         self.forward_calls = 0  # batches run through the model (tests and the bench count them)
         self.items_scored = 0
@@ -72,11 +74,16 @@ class CrossEncoderDiscriminator(BatchedDiscriminator):
         device: str = "auto",
         quantize: str | None = None,
         trust_remote_code: bool = False,
+        runtime: str = "auto",
     ) -> CrossEncoderDiscriminator:
         """Load a hub id or a directory; a directory's apc_discriminator.json sets format, labels, adapter, int8.
 
         quantize: None follows the meta file; "int8" or "none" override it explicitly.
+        runtime: "auto" serves a plain-LoRA BERT adapter on the CPU with the numpy runtime (no torch
+        import: a fast first score) and everything else with torch; "torch" always uses torch.
         """
+        if runtime not in ("auto", "torch"):
+            raise ConfigError(f"runtime {runtime!r} is not known; use auto or torch")
         task_labels(task)
         path = resolve_source(source)
         local = Path(path).is_dir()
@@ -89,14 +96,22 @@ class CrossEncoderDiscriminator(BatchedDiscriminator):
         quant = (meta.quantize if meta else None) if quantize is None else (None if quantize == "none" else quantize)
         if quant not in (None, "int8"):
             raise ConfigError(f"quantize {quant!r} is not known; use int8 or none")
-        # int8 dynamic quantization is a CPU technique: "auto" means the CPU for such a model
-        dev = "cpu" if quant == "int8" and (device or "auto") == "auto" else resolve_device(device)
+        # int8 dynamic quantization is a CPU technique: "auto" means the CPU for such a model; so it
+        # does for an embedded adapter on a machine without an NVIDIA GPU (no torch import to learn it)
+        auto = (device or "auto") == "auto"
+        numpy_ok = runtime == "auto" and meta is not None and meta.adapter
+        cpu_first = quant == "int8" or (numpy_ok and not nvidia_gpu_present())
+        dev = "cpu" if auto and cpu_first else resolve_device(device)
         if quant == "int8" and dev != "cpu":
             raise ConfigError(f"{source}: int8 dynamic quantization runs on the CPU only; use --device cpu")
         if local and not any(Path(path).glob("*.safetensors")):
             raise ModelError(
                 f"{source}: no *.safetensors weights (only safetensors are loaded); re-save the model with safetensors"
             )
+        served = _load_numpy_runtime(path, meta) if numpy_ok and quant is None and dev == "cpu" else None
+        if served is not None:
+            model, tokenizer = served
+            return cls(model, tokenizer, task=task, format=fmt, labels=meta.labels, device=dev, source=source, meta=meta)
         tokenizer = _load_tokenizer(path, source, meta)
         if meta is not None and meta.adapter:
             model = _load_adapter_model(path, source, meta, trust_remote_code)
@@ -126,7 +141,6 @@ class CrossEncoderDiscriminator(BatchedDiscriminator):
     def _predict(self, items: list[Item], batches: Iterator[tuple[int, int]]):
         """Probabilities (n, len(labels)) in the task's label order; rows follow `items`."""
         import numpy as np
-        import torch
 
         out = np.zeros((len(items), len(self.labels)), dtype=np.float64)
         if not items:
@@ -137,14 +151,20 @@ class CrossEncoderDiscriminator(BatchedDiscriminator):
         with self._lock:
             for start, end in batches:
                 idx = order[start:end]
-                batch = collate(enc, idx, self.tokenizer.pad_token_id or 0, self.model.device)
-                with torch.inference_mode():
-                    logits = self.model(**batch).logits.float()
-                probs = torch.softmax(logits / self.temperature, dim=-1).cpu().numpy()
-                out[idx] = probs[:, self._columns]
+                logits = self._logits(pad_batch(enc, idx, self.tokenizer.pad_token_id or 0))
+                out[idx] = softmax(logits / self.temperature)[:, self._columns]
                 self.forward_calls += 1
             self.items_scored += len(items)
         return out
+
+    def _logits(self, batch: dict):
+        if isinstance(self.model, NumpyBertClassifier):
+            return self.model(**batch)
+        import torch
+
+        with torch.inference_mode():
+            tensors = {k: torch.from_numpy(v).to(self.model.device) for k, v in batch.items()}
+            return self.model(**tensors).logits.float().cpu().numpy()
 
     def describe(self) -> dict:
         return {
@@ -160,10 +180,9 @@ class CrossEncoderDiscriminator(BatchedDiscriminator):
         }
 
 
-def collate(enc: dict[str, list[list[int]]], idx, pad_id: int, device):
-    """Right-padded tensors for the rows `idx` (built in numpy: faster than tokenizer.pad)."""
+def pad_batch(enc: dict[str, list[list[int]]], idx, pad_id: int) -> dict:
+    """Right-padded int64 arrays for the rows `idx` (built in numpy: faster than tokenizer.pad)."""
     import numpy as np
-    import torch
 
     rows = [enc["input_ids"][i] for i in idx]
     width = max(len(r) for r in rows)
@@ -175,8 +194,15 @@ def collate(enc: dict[str, list[list[int]]], idx, pad_id: int, device):
         for j, i in enumerate(idx):
             seq = enc[key][i]
             arr[j, : len(seq)] = seq
-        batch[key] = torch.from_numpy(arr).to(device)
+        batch[key] = arr
     return batch
+
+
+def collate(enc: dict[str, list[list[int]]], idx, pad_id: int, device):
+    """pad_batch as torch tensors on `device` (training and the benches)."""
+    import torch
+
+    return {k: torch.from_numpy(v).to(device) for k, v in pad_batch(enc, idx, pad_id).items()}
 
 
 def quantize_int8(model):
@@ -214,6 +240,18 @@ def _load_tokenizer(path: str, source: str, meta: DiscriminatorMeta | None):
     if not Path(path).is_dir():
         raise _offline_error(source) from last
     raise ModelError(f"{source}: no usable tokenizer ({_first_line(last)}); save the tokenizer beside the model")
+
+
+def _load_numpy_runtime(path: str, meta: DiscriminatorMeta):
+    """(NumpyBertClassifier, PairTokenizer) for a plain-LoRA BERT adapter, else None (transformers serves it)."""
+    from .numpy_bert import PairTokenizer
+
+    tokenizer_file = Path(path) / "tokenizer.json"
+    base = Path(resolve_source(meta.base_model))
+    if not tokenizer_file.is_file() or not base.is_dir():
+        return None
+    model = load_lora_classifier(base, Path(path))
+    return None if model is None else (model, PairTokenizer.from_dir(Path(path)))
 
 
 def _load_classifier(path: str, source: str, local: bool, trust_remote_code: bool):
@@ -272,33 +310,24 @@ def _merge_plain_lora(model, path: Path) -> bool:
     import torch
     from safetensors.torch import load_file
 
+    from .numpy_bert import plain_lora, split_adapter
+
     try:
         cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-        weights = load_file(str(path / "adapter_model.safetensors"))
+        split = split_adapter(load_file(str(path / "adapter_model.safetensors")))
     except (OSError, ValueError):
         return False
-    plain = cfg.get("peft_type", "LORA") == "LORA" and cfg.get("bias", "none") == "none"
-    variants = ("use_dora", "use_rslora", "fan_in_fan_out", "rank_pattern", "alpha_pattern", "layers_to_transform")
-    if not plain or any(cfg.get(k) for k in variants) or not cfg.get("r"):
+    if not plain_lora(cfg) or split is None:
         return False
+    pairs, heads = split
     state = model.state_dict()
-    prefix = "base_model.model."
-    pairs: dict[str, dict[str, torch.Tensor]] = {}
-    heads: dict[str, torch.Tensor] = {}
-    for key, tensor in weights.items():
-        name = key.removeprefix(prefix)
-        if ".lora_A." in name or ".lora_B." in name:
-            module, rest = name.split(".lora_", 1)  # "...attention.self.query", "A.weight"
-            pairs.setdefault(module, {})[rest[0]] = tensor
-        else:
-            heads[name] = tensor
-    if any(f"{m}.weight" not in state or set(ab) != {"A", "B"} for m, ab in pairs.items()) or any(h not in state for h in heads):
+    if any(f"{m}.weight" not in state for m in pairs) or any(h not in state for h in heads):
         return False
     scale = cfg["lora_alpha"] / cfg["r"]
     with torch.no_grad():
-        for module, ab in pairs.items():
+        for module, (a, b) in pairs.items():
             weight = state[f"{module}.weight"]
-            weight += (scale * ab["B"].float() @ ab["A"].float()).to(weight.dtype)
+            weight += (scale * b.float() @ a.float()).to(weight.dtype)
         for name, tensor in heads.items():
             state[name].copy_(tensor)
     return True
