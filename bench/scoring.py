@@ -112,7 +112,8 @@ def fresh_head(path: str, task: str, device: str, fmt: str = "compact", quantize
 
 
 def variant(disc, fmt: str | None = None, int8: bool = False):
-    """The same weights with another input format and/or int8 Linear layers (a new wrapper)."""
+    """The same weights with another input format (plain softmax, like the reference) or with int8
+    Linear layers (keeping the meta's calibration temperature, so it compares with "ours")."""
     import copy
 
     from engine.discriminators import CrossEncoderDiscriminator
@@ -120,7 +121,8 @@ def variant(disc, fmt: str | None = None, int8: bool = False):
 
     model = quantize_int8(copy.deepcopy(disc.model)) if int8 else disc.model
     return CrossEncoderDiscriminator(model, disc.tokenizer, task=disc.task, format=fmt or disc.format, device=disc.device,
-                                     source=disc.source, quantize="int8" if int8 else disc.quantize)  # fmt: skip
+                                     source=disc.source, quantize="int8" if int8 else disc.quantize,
+                                     meta=disc.meta if int8 else None)  # fmt: skip
 
 
 # -- the measurements --------------------------------------------------------------------

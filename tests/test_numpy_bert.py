@@ -80,3 +80,14 @@ def test_non_plain_lora_falls_back_to_transformers(tiny_lora_nli, tmp_path):
     disc = CrossEncoderDiscriminator.load(str(tmp_path / "dora"), "nli", device="cpu")
     assert not isinstance(disc.model, NumpyBertClassifier)
     assert disc.predict(ITEMS).shape == (len(ITEMS), 3)
+
+
+def test_pair_tokenizer_is_safe_to_share_between_threads(tiny_lora_nli):
+    """The TUI scores and retrieves at once with one discriminator: concurrent encodes must not collide."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    disc = CrossEncoderDiscriminator.load(str(tiny_lora_nli), "nli", device="cpu")
+    want = disc.encode(ITEMS)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: disc.encode(ITEMS * 50), range(16)))
+    assert all(r["input_ids"][: len(ITEMS)] == want["input_ids"] for r in results)

@@ -239,6 +239,10 @@ class PairTokenizer:
         self._tokenizer = tokenizer
         self.pad_token_id = pad_token_id
         self.model_max_length = model_max_length
+        # truncation is state of the Rust tokenizer: changing it while another thread encodes
+        # raises "Already borrowed", so settings and encoding happen under one lock
+        self._lock = threading.Lock()
+        self._truncation: int | None = -1  # unknown until the first call sets it
 
     @classmethod
     def from_dir(cls, directory: Path) -> PairTokenizer:
@@ -253,13 +257,17 @@ class PairTokenizer:
     def __call__(self, texts, pairs=None, *, truncation: bool = True, max_length: int = 512, padding: bool = False) -> dict:
         if padding:
             raise ValueError("PairTokenizer returns unpadded ids; pad with cross_encoder.pad_batch")
-        self._tokenizer.no_padding()
-        if truncation:
-            self._tokenizer.enable_truncation(max_length, strategy="longest_first")
-        else:
-            self._tokenizer.no_truncation()
         inputs = list(zip(texts, pairs, strict=True)) if pairs is not None else list(texts)
-        encodings = self._tokenizer.encode_batch(inputs)
+        wanted = max_length if truncation else None
+        with self._lock:
+            if wanted != self._truncation:
+                self._tokenizer.no_padding()
+                if wanted is None:
+                    self._tokenizer.no_truncation()
+                else:
+                    self._tokenizer.enable_truncation(wanted, strategy="longest_first")
+                self._truncation = wanted
+            encodings = self._tokenizer.encode_batch(inputs)
         return {
             "input_ids": [e.ids for e in encodings],
             "attention_mask": [e.attention_mask for e in encodings],
