@@ -91,3 +91,13 @@ def test_pair_tokenizer_is_safe_to_share_between_threads(tiny_lora_nli):
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: disc.encode(ITEMS * 50), range(16)))
     assert all(r["input_ids"][: len(ITEMS)] == want["input_ids"] for r in results)
+
+
+def test_runtime_choice(tiny_lora_nli):
+    from engine.errors import ConfigError
+
+    forced = CrossEncoderDiscriminator.load(str(tiny_lora_nli), "nli", device="cpu", runtime="torch")
+    assert not isinstance(forced.model, NumpyBertClassifier)
+    assert forced.identity == CrossEncoderDiscriminator.load(str(tiny_lora_nli), "nli", device="cpu").identity  # same numbers
+    with pytest.raises(ConfigError, match="runtime 'onnx' is not known"):
+        CrossEncoderDiscriminator.load(str(tiny_lora_nli), "nli", device="cpu", runtime="onnx")
