@@ -97,7 +97,8 @@ def test_runtime_choice(tiny_lora_nli):
     from engine.errors import ConfigError
 
     forced = CrossEncoderDiscriminator.load(str(tiny_lora_nli), "nli", device="cpu", runtime="torch")
-    assert not isinstance(forced.model, NumpyBertClassifier)
+    assert not isinstance(forced.model, NumpyBertClassifier) and forced.describe()["runtime"] == "torch"
+    assert CrossEncoderDiscriminator.load(str(tiny_lora_nli), "nli", device="cpu").describe()["runtime"] == "numpy"
     assert forced.identity == CrossEncoderDiscriminator.load(str(tiny_lora_nli), "nli", device="cpu").identity  # same numbers
     with pytest.raises(ConfigError, match="runtime 'onnx' is not known"):
         CrossEncoderDiscriminator.load(str(tiny_lora_nli), "nli", device="cpu", runtime="onnx")

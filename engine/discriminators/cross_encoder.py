@@ -174,6 +174,7 @@ class CrossEncoderDiscriminator(BatchedDiscriminator):
             "labels": list(self.labels),
             "device": self.device,
             "dtype": "int8" if self.quantize else dtype_name(self.device),
+            "runtime": "numpy" if isinstance(self.model, NumpyBertClassifier) else "torch",
             "adapter": bool(self.meta and self.meta.adapter),
             "temperature": self.temperature,
             "metrics": dict(self.meta.metrics) if self.meta else {},
