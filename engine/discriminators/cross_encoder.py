@@ -306,25 +306,18 @@ def _merge_plain_lora(model, path: Path) -> bool:
     """Merge a plain LoRA adapter (W += alpha/r * B @ A, plus the saved heads) into `model` without
     peft: importing peft costs 2-5 s, most of a CLI call's first score. False (model untouched)
     for anything else (DoRA, rsLoRA, per-module ranks, biases...): peft handles those."""
-    import json
-
     import torch
     from safetensors.torch import load_file
 
-    from .numpy_bert import plain_lora, split_adapter
+    from .numpy_bert import read_plain_lora
 
-    try:
-        cfg = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
-        split = split_adapter(load_file(str(path / "adapter_model.safetensors")))
-    except (OSError, ValueError):
+    lora = read_plain_lora(path, load_file)
+    if lora is None:
         return False
-    if not plain_lora(cfg) or split is None:
-        return False
-    pairs, heads = split
+    pairs, heads, scale = lora
     state = model.state_dict()
     if any(f"{m}.weight" not in state for m in pairs) or any(h not in state for h in heads):
         return False
-    scale = cfg["lora_alpha"] / cfg["r"]
     with torch.no_grad():
         for module, (a, b) in pairs.items():
             weight = state[f"{module}.weight"]

@@ -183,20 +183,16 @@ def load_lora_classifier(base_dir: Path, adapter_dir: Path) -> NumpyBertClassifi
 
     try:
         config = json.loads((Path(base_dir) / "config.json").read_text(encoding="utf-8"))
-        adapter_cfg = json.loads((Path(adapter_dir) / "adapter_config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not supports(config) or not plain_lora(adapter_cfg):
+    lora = read_plain_lora(Path(adapter_dir), load_file) if supports(config) else None
+    if lora is None:
         return None
+    pairs, heads, scale = lora
     weights = load_file(str(Path(base_dir) / "model.safetensors"))
     weights = {("bert." + k if not k.startswith(("bert.", "classifier.")) else k): v for k, v in weights.items()}
-    split = split_adapter(load_file(str(Path(adapter_dir) / "adapter_model.safetensors")))
-    if split is None:
-        return None
-    pairs, heads = split
     if any(f"{m}.weight" not in weights for m in pairs) or any(h not in weights for h in heads if not h.startswith("classifier.")):
         return None
-    scale = adapter_cfg["lora_alpha"] / adapter_cfg["r"]
     for module, (a, b) in pairs.items():
         weights[f"{module}.weight"] = weights[f"{module}.weight"] + scale * (b @ a)
     weights.update(heads)
@@ -214,12 +210,21 @@ def plain_lora(cfg: dict) -> bool:
     return plain and bool(cfg.get("r")) and not any(cfg.get(k) for k in _VARIANTS)
 
 
-def split_adapter(adapter: dict) -> tuple[dict, dict] | None:
-    """peft's saved tensors -> ({module: (A, B)}, {head parameter: tensor}); None if a module lacks A or B."""
+def read_plain_lora(directory: Path, load_file) -> tuple[dict, dict, float] | None:
+    """A peft adapter directory as ({module: (A, B)}, {head parameter: tensor}, alpha / r), read with
+    `load_file` (safetensors' numpy or torch loader); None if it is not a plain LoRA both runtimes
+    can merge themselves (W += alpha/r * B @ A), or a module lacks A or B."""
+    try:
+        cfg = json.loads((directory / "adapter_config.json").read_text(encoding="utf-8"))
+        if not plain_lora(cfg):
+            return None
+        tensors = load_file(str(directory / "adapter_model.safetensors"))
+    except (OSError, ValueError):
+        return None
     prefix = "base_model.model."
     halves: dict[str, dict] = {}
     heads: dict = {}
-    for key, tensor in adapter.items():
+    for key, tensor in tensors.items():
         name = key.removeprefix(prefix)
         if ".lora_A." in name or ".lora_B." in name:
             module, rest = name.split(".lora_", 1)  # "...attention.self.query", "A.weight"
@@ -228,7 +233,7 @@ def split_adapter(adapter: dict) -> tuple[dict, dict] | None:
             heads[name] = tensor
     if any(set(ab) != {"A", "B"} for ab in halves.values()):
         return None
-    return {m: (ab["A"], ab["B"]) for m, ab in halves.items()}, heads
+    return {m: (ab["A"], ab["B"]) for m, ab in halves.items()}, heads, cfg["lora_alpha"] / cfg["r"]
 
 
 class PairTokenizer:
