@@ -251,6 +251,36 @@ def parse_nli_label(reply: str) -> str:
     return label
 
 
+# -- structured output ---------------------------------------------------------------------
+def _object(properties: dict) -> dict:
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+
+
+def reply_schema(stage: str, n_utterances: int = 0) -> dict:
+    """The JSON schema a teacher reply of `stage` must follow, asked as structured output.
+
+    Strict-mode compatible (objects only, every property required, no extra ones); each shape is
+    one the tolerant parsers above already read, so a server without structured output (or one
+    that ignores it) still works.
+    """
+    if stage == "statements":
+        schema = _object({"statements": _STRINGS})
+    elif stage == "queries":
+        schema = _object({"utterances": _STRINGS})
+    elif stage == "relevance":
+        schema = _object({str(i): {"type": "string", "enum": ["yes", "no"]} for i in range(1, n_utterances + 1)})
+    elif stage == "nli_write":
+        schema = _object({label: {"type": "string"} for label in NLI_LABELS})
+    elif stage == "nli_label":
+        schema = _object({"label": {"type": "string", "enum": list(NLI_LABELS)}})
+    else:
+        raise ValueError(f"no reply schema for stage {stage!r}")
+    return {"name": f"apc_{stage}", "schema": schema}
+
+
 def item_key(*parts) -> str:
     """A stable key for one unit of teacher work: ids plus a short hash of the texts they stand for."""
     ids = [str(p) for p in parts if isinstance(p, int)]

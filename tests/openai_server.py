@@ -1,15 +1,23 @@
 """A real OpenAI-compatible chat-completions server on 127.0.0.1 (stdlib http.server, one thread).
 
-The `model` field picks the behaviour:
+Routes are served under /v1 only (like vLLM): a base URL without /v1 gets 404s.
+The `model` field picks the behaviour (one quirk of a real server each):
   echo        n choices echoing the last user message (+seed); SSE when stream=true
   single      ignores n: always one choice (like Ollama)
+  nrefused    n > 1 answered 500 "Only one completion choice is allowed" (like llama.cpp)
+  nrefused400 the same refusal as a 400
   judge       answers logprobs requests with top_logprobs for yes/no
-  flaky       429 for the first `flaky_failures` requests, then like echo
+  flaky       `flaky_status` (429) for the first `flaky_failures` requests, then like echo
   broken      always 500
   slow        sleeps `slow_seconds`, then like echo
+  hang        never answers (until the server stops)
+  null        `content: null`, finish_reason "length" (a reasoning model that spent its tokens)
   malformed   200 with a body that is not JSON
-  teacher     deterministic answers to the synthesis prompts (engine.prompts)
+  teacher     deterministic answers to the synthesis prompts (engine.prompts); with a
+              `response_format` JSON schema it answers in the schema's shape
+  teacher-noschema  the same, but refuses `response_format` with a 400 (servers without it)
 anything else: 404. A wrong bearer key: 401. `fail_after=K`: 500 for every request after K.
+`retry_after` (a string) is sent as the Retry-After header of every 429/5xx reply.
 """
 
 from __future__ import annotations
@@ -39,6 +47,10 @@ class FakeOpenAI:
         self.flaky_failures = 2
         self.slow_seconds = 2.0
         self.fail_after: int | None = None
+        self.flaky_status = 429
+        self.retry_after: str | None = None
+        self.release = threading.Event()  # ends the `hang` model's wait
+        self.times: list[tuple[str, float]] = []  # (model, monotonic arrival time) per request
         self.ok_count = 0
         self._counts: dict[str, int] = {}
         self.lock = threading.Lock()
@@ -56,14 +68,20 @@ class FakeOpenAI:
         return self
 
     def stop(self) -> None:
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
     def reset(self) -> None:
         with self.lock:
             self.requests.clear()
+            self.times.clear()
             self._counts.clear()
             self.fail_after = None
+            self.flaky_status = 429
+            self.retry_after = None
+            self.flaky_failures = 2
+            self.slow_seconds = 2.0
             self.ok_count = 0
 
     def count(self, model: str) -> int:
@@ -88,6 +106,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
         self.send_response(status)
+        if (status == 429 or status >= 500) and self.app.retry_after is not None:
+            self.send_header("Retry-After", self.app.retry_after)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -100,7 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(status, {"error": {"message": message, "type": code, "code": code}})
 
     def do_GET(self) -> None:
-        if self.path.rstrip("/").endswith("/models"):
+        if self.path.rstrip("/") == "/v1/models":
             self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in MODELS]})
         else:
             self._error(404, "not found")
@@ -110,9 +130,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         with app.lock:
             app.requests.append(body)
+            app.times.append((body.get("model", ""), time.monotonic()))
         if self.headers.get("Authorization") != f"Bearer {app.api_key}":
             return self._error(401, "Incorrect API key provided", "invalid_api_key")
-        if not self.path.endswith("/chat/completions"):
+        if self.path != "/v1/chat/completions":
             return self._error(404, f"no route {self.path}")
         model = body.get("model", "")
         if model not in MODELS:
@@ -127,9 +148,16 @@ class _Handler(BaseHTTPRequestHandler):
         if model == "broken":
             return self._error(500, "internal error", "server_error")
         if model == "flaky" and app.count(model) <= app.flaky_failures:
-            return self._error(429, "Rate limit reached", "rate_limit_exceeded")
+            return self._error(app.flaky_status, "Rate limit reached" if app.flaky_status == 429 else "overloaded", "rate_limit_exceeded")
+        if model.startswith("nrefused") and int(body.get("n") or 1) > 1:
+            return self._error(400 if model == "nrefused400" else 500, "Only one completion choice is allowed", "invalid_request_error")
+        if model == "teacher-noschema" and "response_format" in body:
+            return self._error(400, "response_format is not supported by this server", "invalid_request_error")
         if model == "slow":
             time.sleep(app.slow_seconds)
+        if model == "hang":
+            app.release.wait(600)
+            return self._error(503, "shutting down", "server_error")
         if model == "malformed":
             return self._send(200, b"{this is not json")
         with app.lock:
@@ -141,6 +169,9 @@ class _Handler(BaseHTTPRequestHandler):
         choices = []
         for i in range(n):
             choice = {"index": i, "message": {"role": "assistant", "content": texts[i % len(texts)]}, "finish_reason": "stop"}
+            if model == "null":
+                choice = {"index": i, "message": {"role": "assistant", "content": None, "reasoning_content": "Let me think"},
+                          "finish_reason": "length"}  # fmt: skip
             if body.get("logprobs") and model == "judge":
                 top = [{"token": "yes", "logprob": -0.1, "bytes": None}, {"token": "no", "logprob": -2.4, "bytes": None}]
                 choice["logprobs"] = {"content": [{"token": "yes", "logprob": -0.1, "bytes": None, "top_logprobs": top}]}
@@ -183,7 +214,25 @@ def _field(text: str, name: str) -> str:
 
 
 def _teacher(body: dict) -> list[str]:
-    """Deterministic teacher: recognises each synthesis prompt by its fields."""
+    """Deterministic teacher; with a JSON-schema `response_format`, the reply in the schema's shape."""
+    texts = _teacher_text(body)
+    schema = (body.get("response_format") or {}).get("json_schema", {}).get("schema")
+    if not schema:
+        return texts
+    props = schema["properties"]
+    if "statements" in props or "utterances" in props:
+        raw = texts[0].split("```json\n", 1)[1].split("\n```", 1)[0] if "```json" in texts[0] else texts[0]
+        try:
+            items = json.loads(raw)
+        except json.JSONDecodeError:  # the refusal case (UNPARSABLE): left as prose
+            return texts
+        return [json.dumps({next(iter(props)): items})]
+    if "label" in props:
+        return [json.dumps({"label": texts[0].strip(".").lower()})]
+    return texts  # relevance and nli_write already answer with the schema's object
+
+
+def _teacher_text(body: dict) -> list[str]:
     text = _last_user(body)
     name = _field(text, "Character")
     if "Passage:" in text:
@@ -216,6 +265,11 @@ MODELS = {
     "flaky": _echo,
     "broken": _echo,
     "slow": _echo,
+    "hang": _echo,
+    "null": _echo,
+    "nrefused": _echo,
+    "nrefused400": _echo,
     "malformed": _echo,
     "teacher": _teacher,
+    "teacher-noschema": _teacher,
 }

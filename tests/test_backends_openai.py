@@ -1,4 +1,5 @@
-"""The OpenAI backend against a real local HTTP server: n, streaming, retries, errors, logprobs."""
+"""The OpenAI backend against a real local HTTP server: n, streaming, retries, errors, logprobs,
+and one test per quirk of real OpenAI-compatible servers (see the README's matrix)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import pytest
 from engine.backends import load_model
 from engine.errors import ModelError
 from engine.types import GenerationParams, Turn
+from tests.openai_server import KEY
 
 MSGS = [Turn("system", "You are Alice."), Turn("user", "Where do you live?")]
 P = GenerationParams(seed=5, max_new_tokens=16)
 
 
 def model(name, **kw):
-    kw.setdefault("backoff", 0.01)
     return load_model(f"openai:{name}", **kw)
 
 
@@ -36,25 +37,115 @@ def test_streaming_sse(fake_openai):
     assert len(deltas) > 2 and "".join(deltas) == "echo 0 seed=5: Where do you live?"
 
 
-def test_429_then_success_is_retried(fake_openai):
+def test_429_then_success_is_retried_by_the_sdk(fake_openai):
     fake_openai.flaky_failures = 2
-    sleeps = []
-    texts = model("flaky", sleep=sleeps.append, backoff=0.5).generate(MSGS, 1, P)
+    fake_openai.retry_after = "0.05"
+    texts = model("flaky").generate(MSGS, 1, P)
     assert texts[0].startswith("echo 0")
-    assert sleeps == [0.5, 1.0]  # exponential backoff, bounded by max_retries
+    assert len(fake_openai.calls("flaky")) == 3  # two 429s, then the answer
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_honoured(fake_openai, status):
+    fake_openai.flaky_failures = 1
+    fake_openai.flaky_status = status
+    fake_openai.retry_after = "1"
+    assert model("flaky").generate(MSGS, 1, P)[0].startswith("echo 0")
+    (_, first), (_, second) = fake_openai.times
+    assert second - first >= 0.95  # the server asked for 1 s (the SDK's own backoff starts at ~0.4 s)
 
 
 def test_500_gives_up_after_bounded_retries(fake_openai):
-    with pytest.raises(ModelError, match="server error 500") as info:
+    fake_openai.retry_after = "0.01"
+    with pytest.raises(ModelError, match="server error 500 .* after 3 tries") as info:
         model("broken", max_retries=2).generate(MSGS, 1, P)
     assert len(fake_openai.calls("broken")) == 3
     assert "\n" not in str(info.value)
 
 
-def test_timeout(fake_openai):
+def test_timeout_names_the_setting_to_raise(fake_openai):
     fake_openai.slow_seconds = 1.5
-    with pytest.raises(ModelError, match="timed out"):
-        model("slow", timeout=0.3, max_retries=1).generate(MSGS, 1, P)
+    with pytest.raises(ModelError) as info:
+        model("slow", timeout=0.3, max_retries=1, timeout_hint="--timeout, APC_TIMEOUT or `timeout` in the config").generate(MSGS, 1, P)
+    msg = str(info.value)
+    assert "did not answer within 0.3 s (2 tries)" in msg and "raise the timeout (--timeout, APC_TIMEOUT" in msg
+
+
+def test_bad_timeout_is_refused():
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="timeout -1 must be a positive number"):
+        model("echo", base_url="http://127.0.0.1:9/v1", timeout=-1)
+
+
+@pytest.mark.parametrize("name", ["nrefused", "nrefused400"])
+def test_n_refused_falls_back_to_one_request_per_candidate(fake_openai, name):
+    m = model(name)
+    texts = m.generate(MSGS, 3, P)
+    assert len(texts) == 3 and len(set(texts)) == 3  # other seeds per candidate
+    calls = fake_openai.calls(name)
+    assert [c.get("n", 1) for c in calls] == [3, 1, 1, 1]  # one refused probe, no retries, then singles
+    fake_openai.reset()
+    assert len(m.generate(MSGS, 2, P)) == 2  # remembered: no second probe
+    assert [c.get("n", 1) for c in fake_openai.calls(name)] == [1, 1]
+
+
+def test_n_ignored_is_filled_and_remembered(fake_openai):
+    m = model("single")
+    assert len(m.generate(MSGS, 3, P)) == 3
+    fake_openai.reset()
+    assert len(m.generate(MSGS, 2, P)) == 2
+    assert [c.get("n", 1) for c in fake_openai.calls("single")] == [1, 1]
+
+
+def test_base_url_without_v1_tries_v1(fake_openai):
+    root = fake_openai.url.removesuffix("/v1")
+    m = model("echo", base_url=root, api_key=KEY)
+    assert m.generate(MSGS, 1, P)[0].startswith("echo 0")
+    assert m.base_url == fake_openai.url  # kept for the next calls
+
+
+def test_wrong_base_url_says_to_check_it(fake_openai):
+    root = fake_openai.url.removesuffix("/v1") + "/api"
+    with pytest.raises(ModelError, match=r"wrong base URL \(404 at .*/api/v1, also with /v1\).*OPENAI_BASE_URL"):
+        model("echo", base_url=root, api_key=KEY).generate(MSGS, 1, P)
+
+
+def test_null_content_is_a_failed_reply_with_its_reason(fake_openai):
+    with pytest.raises(ModelError, match="only reasoning, no reply .finish_reason length.*raise --max-new-tokens"):
+        model("null").generate(MSGS, 2, P)
+
+
+def test_structured_output_asks_for_the_schema(fake_openai):
+    from engine.backends import complete
+
+    schema = {"name": "apc_queries", "schema": {"type": "object", "properties": {"utterances": {"type": "array"}}}}
+    out = complete(model("echo"), MSGS, 1, P, schema=schema)
+    assert out.texts[0].startswith("echo 0")
+    sent = fake_openai.calls("echo")[0]["response_format"]
+    assert sent == {"type": "json_schema", "json_schema": {**schema, "strict": True}}
+
+
+def test_structured_output_refused_falls_back_and_is_remembered(fake_openai):
+    from engine import synthesis as syn
+    from engine.backends import complete
+
+    m = model("teacher-noschema")
+    msgs = syn.query_messages("Alice", "en", "Alice lives in Paris.")
+    for _ in range(2):
+        reply = complete(m, msgs, 1, P, schema=syn.reply_schema("queries")).texts[0]
+        assert syn.parse_queries(reply) == ["Question 1 about paris?", "Question 2 about paris?", "Question 3 about paris?"]
+    assert ["response_format" in c for c in fake_openai.calls("teacher-noschema")] == [True, False, False]
+
+
+def test_structured_teacher_replies_parse(fake_openai):
+    from engine import synthesis as syn
+    from engine.backends import complete
+
+    msgs = syn.query_messages("Alice", "en", "Alice lives in Paris.")
+    reply = complete(model("teacher"), msgs, 1, P, schema=syn.reply_schema("queries")).texts[0]
+    assert reply.startswith('{"utterances": [')
+    assert len(syn.parse_queries(reply)) == 3
 
 
 def test_malformed_json(fake_openai):

@@ -77,7 +77,7 @@ def synth(services, fake_openai):
     from tests.openai_server import KEY
 
     CharacterRepo(services.store).upsert(NAME, language="en", source_text="\n\n".join(PASSAGES), passages=PASSAGES, statements=[])
-    teacher = load_model("openai:teacher", base_url=fake_openai.url, api_key=KEY, backoff=0.001, max_retries=1)
+    teacher = load_model("openai:teacher", base_url=fake_openai.url, api_key=KEY, max_retries=1)
     return services.synthesis, teacher
 
 

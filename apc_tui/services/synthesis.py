@@ -104,7 +104,8 @@ class SynthesisService:
 
             return _save
 
-        items = [WorkItem(syn.item_key(p["id"], p["text"]), syn.statement_messages(name, lang, p["text"]), save(p["id"]))
+        schema = syn.reply_schema("statements")
+        items = [WorkItem(syn.item_key(p["id"], p["text"]), syn.statement_messages(name, lang, p["text"]), save(p["id"]), schema=schema)
                  for p in self.repo.passages(cid)]  # fmt: skip
         return self._pending(row, "statements", items)
 
@@ -118,7 +119,8 @@ class SynthesisService:
 
             return _save
 
-        items = [WorkItem(syn.item_key(s["id"], s["text"]), syn.query_messages(name, lang, s["text"]), save(s["id"]))
+        schema = syn.reply_schema("queries")
+        items = [WorkItem(syn.item_key(s["id"], s["text"]), syn.query_messages(name, lang, s["text"]), save(s["id"]), schema=schema)
                  for s in self.repo.statements(cid)]  # fmt: skip
         return self._pending(row, "queries", items)
 
@@ -145,7 +147,8 @@ class SynthesisService:
                 return self.repo.save_labels(cid, "relevance", rows, call)
 
             key = syn.item_key(s["id"], s["text"], *[q["text"] for q in utts])
-            items.append(WorkItem(key, syn.relevance_messages(name, lang, s["text"], [q["text"] for q in utts]), save))
+            msgs = syn.relevance_messages(name, lang, s["text"], [q["text"] for q in utts])
+            items.append(WorkItem(key, msgs, save, schema=syn.reply_schema("relevance", len(utts))))
         return self._pending(row, "relevance", items)
 
     def _nli_write_items(self, row):
@@ -161,7 +164,8 @@ class SynthesisService:
                     return self.repo.save_labels(cid, "nli", rows, call)
 
                 key = syn.item_key(s["id"], q["id"], s["text"], q["text"])
-                items.append(WorkItem(key, syn.nli_write_messages(name, lang, s["text"], q["text"]), save))
+                msgs = syn.nli_write_messages(name, lang, s["text"], q["text"])
+                items.append(WorkItem(key, msgs, save, schema=syn.reply_schema("nli_write")))
         return self._pending(row, "nli_write", items)
 
     def _nli_label_items(self, row):
@@ -173,7 +177,7 @@ class SynthesisService:
                 return self.repo.set_label(cid, label_id, syn.parse_nli_label(reply), call)
 
             msgs = syn.nli_label_messages(name, lang, r["statement"], r["query"], r["response"])
-            items.append(WorkItem(syn.item_key(r["id"], r["response"]), msgs, save))
+            items.append(WorkItem(syn.item_key(r["id"], r["response"]), msgs, save, schema=syn.reply_schema("nli_label")))
         done = self.repo.counts(cid)["nli_labelled"]
         return items, done
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from engine.backends import complete
+from engine.concurrency import imap_unordered
 from engine.errors import ApcError, Cancelled, ModelError
 from engine.synthesis import ReplyError
 from engine.types import GenerationParams, Turn
@@ -30,6 +30,7 @@ class WorkItem:
     # (reply text, call record with status 'ok') -> number of rows added; raises ReplyError
     save: Callable[[str, CallRecord], int]
     label: str = ""
+    schema: dict | None = None  # JSON schema of the reply: asked as structured output where the server supports it
 
 
 @dataclass
@@ -81,6 +82,7 @@ def run_items(
     report = StageReport(stage, total=total if total is not None else len(items) + already_done, already_done=already_done)
     lock = threading.Lock()
     halt = threading.Event()  # set by `stop` or by too many failures in a row
+    abandon = threading.Event()  # set by `stop` or Ctrl-C: calls still in flight record and save nothing
     streak = [0]
     fatal: list[Exception] = []  # the error that halted the stage
     started = time.monotonic()
@@ -100,8 +102,10 @@ def run_items(
         with lock:
             report.attempted += 1
         try:
-            comp = complete(teacher, item.messages, 1, params)
+            comp = complete(teacher, item.messages, 1, params, schema=item.schema)
         except ApcError as exc:
+            if abandon.is_set():  # stopped (Ctrl-C, cancel) while this call was in flight: nothing to record
+                return
             record_problem(item, "failed", str(exc), None)
             with lock:
                 streak[0] += 1
@@ -113,6 +117,8 @@ def run_items(
             streak[0] = 0
             report.prompt_tokens += comp.prompt_tokens
             report.completion_tokens += comp.completion_tokens
+        if abandon.is_set():  # stopped (Ctrl-C, cancel) while the reply was on its way: dropped, retried next run
+            return
         reply = comp.texts[0] if comp.texts else ""
         call = CallRecord(stage, item.key, teacher.spec, "ok", reply, None, comp.prompt_tokens, comp.completion_tokens)
         try:
@@ -127,16 +133,23 @@ def run_items(
     todo = len(items)
     if progress:
         progress(0, todo, f"{stage}: {todo} to do, {already_done} done before")
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=f"teacher-{stage}") as pool:
-        futures = [pool.submit(_own_connection(repo, work), item) for item in items]
-        for finished, future in enumerate(as_completed(futures), 1):
-            future.result()  # a bug (not an ApcError) surfaces here instead of vanishing
-            if stop is not None and stop.is_set():
-                halt.set()
+    # daemon workers: a stop (or Ctrl-C) returns at once, abandoning calls in flight (each item is one transaction)
+    results = imap_unordered(_own_connection(repo, work), items, concurrency, stop=stop, name=f"teacher-{stage}")
+    try:
+        for finished, _ in enumerate(results, 1):  # a bug (not an ApcError) in `work` is re-raised here
             if progress:
                 tokens = report.prompt_tokens + report.completion_tokens
                 progress(finished, todo, f"{stage}: ok {report.ok}, failed {report.failed}, unparsed {report.unparsed}, "
                          f"{tokens} tokens, {_eta(started, finished, todo)}")  # fmt: skip
+    except BaseException:  # KeyboardInterrupt or a bug: the calls still in flight must not save
+        abandon.set()
+        halt.set()
+        raise
+    finally:
+        results.close()
+    if stop is not None and stop.is_set():
+        abandon.set()
+        halt.set()
     report.seconds = round(time.monotonic() - started, 3)
     report.stopped = halt.is_set()
     if stop is not None and stop.is_set():

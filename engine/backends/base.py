@@ -69,8 +69,16 @@ class BaseChatModel:
         return f"{type(self).__name__}({self.spec!r})"
 
 
-def complete(model: ChatModel, messages: Sequence[Turn], n: int = 1, params: GenerationParams = GenerationParams()) -> Completion:
-    """`model.complete` when the backend reports usage, else `generate` with usage unknown."""
+def complete(
+    model: ChatModel, messages: Sequence[Turn], n: int = 1, params: GenerationParams = GenerationParams(), *, schema: dict | None = None
+) -> Completion:
+    """`model.complete` when the backend reports usage, else `generate` with usage unknown.
+
+    `schema` (a JSON schema of the reply) is asked as structured output from backends that offer
+    it (`complete_structured`); others get the prompt alone and their reply is parsed tolerantly.
+    """
+    if schema is not None and hasattr(model, "complete_structured"):
+        return model.complete_structured(messages, n, params, schema)
     fn = getattr(model, "complete", None)
     if fn is not None:
         return fn(messages, n, params)
