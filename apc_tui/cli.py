@@ -80,8 +80,50 @@ def main() -> None:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
+        interrupted()
+    except SystemExit as exc:
+        if _from_interrupt(exc):  # Typer turns Ctrl-C into a silent exit 130
+            interrupted()
+        if exc.code == 130:  # a foreground job stopped by Ctrl-C (it said so): leave at once
+            _exit_now(130)
+        raise
+
+
+def _from_interrupt(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def interrupted() -> None:
+    """Ctrl-C: one line, exit 130 at once. Work in flight on other threads is abandoned, not awaited.
+
+    Every write is one SQLite transaction (and files are written to a temporary name, then
+    renamed), so what was not finished is simply not there; rerunning continues.
+    """
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")  # past a progress line
+    sys.stderr.write("error: interrupted (Ctrl-C); nothing half-written is kept, rerun the command to continue\n")
+    _exit_now(130)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without the interpreter's shutdown: no joining of worker threads (a library's download or
+    executor threads would hold the exit until they finish) and no slow teardown of torch & co.
+    Everything stored is committed already; only the standard streams need flushing."""
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more to say
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

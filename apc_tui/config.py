@@ -33,6 +33,7 @@ class Settings:
     openai_base_url: str | None = None  # or OPENAI_BASE_URL
     adapters_dir: Path = field(default_factory=lambda: Path(platformdirs.user_data_dir(APP_NAME)) / "adapters")
     trust_remote_code: bool = False  # let HF models run their own code (opt-in)
+    timeout: float = 120.0  # seconds an OpenAI-compatible server may take to answer one request (APC_TIMEOUT, --timeout)
 
     def with_overrides(self, **changes) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -51,6 +52,7 @@ _ENV = {
     "APC_ANNOTATOR": "annotator",
     "OPENAI_BASE_URL": "openai_base_url",
     "APC_ADAPTERS_DIR": "adapters_dir",
+    "APC_TIMEOUT": "timeout",
 }
 _SECRET_KEYS = {"api_key", "openai_api_key", "key", "token", "hf_token"}
 
@@ -61,6 +63,8 @@ def _coerce(name: str, value):
         return Path(str(value)).expanduser()
     if kind == "int" or kind is int:
         return int(value)
+    if kind == "float" or kind is float:
+        return check_timeout(value, f"setting {name!r} (APC_TIMEOUT or the config file)")
     if kind == "bool" or kind is bool:
         return value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes"}
     return value
@@ -89,6 +93,19 @@ def load_settings(path: Path | None = None, environ: dict | None = None) -> Sett
         if environ.get(env):
             values[name] = _coerce(name, environ[env])
     return Settings(**values)
+
+
+def check_timeout(value, source: str = "--timeout") -> float:
+    """A positive, finite number of seconds; refused with the input named otherwise."""
+    import math
+
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"{source}: {value!r} is not a positive number of seconds; give e.g. 120")
+    return seconds
 
 
 def api_key(environ: dict | None = None) -> str | None:

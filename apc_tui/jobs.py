@@ -196,22 +196,38 @@ def resume_job(services, job_id: int, *, detach: bool = False) -> dict:
     return launch(services, job_id, detach=detach)
 
 
+STOP_GRACE_S = 0.5  # after Ctrl-C, how long a foreground job may take to stop cleanly before it is interrupted
+
+
 def run_foreground(services, job_id: int) -> dict:
-    """Run here; the first Ctrl-C asks the job to stop cleanly (a second one interrupts hard)."""
+    """Run here; Ctrl-C asks the job to stop cleanly, and interrupts it if it has not within STOP_GRACE_S.
+
+    The interrupt is a KeyboardInterrupt raised in this (the main) thread by a real SIGINT, so even
+    a call blocked on a server that never answers returns; the job is recorded as cancelled.
+    """
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         return run_job(services, job_id, stop=stop)
     previous = signal.getsignal(signal.SIGINT)
+    main_ident = threading.main_thread().ident
+
+    def interrupt_if_still_running() -> None:
+        if not finished.wait(STOP_GRACE_S) and main_ident is not None:
+            signal.pthread_kill(main_ident, signal.SIGINT)  # now handled by `previous`: KeyboardInterrupt
 
     def on_sigint(signum, frame):
-        sys.stderr.write("\nstopping the job cleanly (Ctrl-C again to interrupt)...\n")
+        sys.stderr.write("\nstopping the job (Ctrl-C again to interrupt at once)...\n")
         stop.set()
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous if callable(previous) else signal.default_int_handler)
+        threading.Thread(target=interrupt_if_still_running, name=f"job-{job_id}-stop", daemon=True).start()
+
+    finished = threading.Event()
 
     signal.signal(signal.SIGINT, on_sigint)
     try:
         return run_job(services, job_id, stop=stop)
     finally:
+        finished.set()
         signal.signal(signal.SIGINT, previous)
 
 

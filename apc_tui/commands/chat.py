@@ -8,7 +8,7 @@ import typer
 
 from engine.types import GenerationParams
 
-from .common import CharacterOpt, DeviceOpt, JsonOpt, KOpt, MethodOpt, ModelOpt, ProfileOpt, echo_table, emit, services
+from .common import CharacterOpt, DeviceOpt, JsonOpt, KOpt, MethodOpt, ModelOpt, ProfileOpt, TimeoutOpt, echo_table, emit, services, use_timeout
 
 MEANINGLESS = "(tiny model: random weights, this text is meaningless)"
 
@@ -45,11 +45,13 @@ def chat(
     score: ScoreOpt = True,
     template: TemplateOpt = None,
     load_in_4bit: FourBitOpt = False,
+    timeout: TimeoutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Send one user turn to a character and sample n candidates, each scored with APC."""
     from ..services.chat import ChatOptions
 
+    use_timeout(ctx, timeout)
     params = GenerationParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
     options = ChatOptions(
         model=model, method=method, k=k, n=n, params=params, profile=profile, score=score, device=device,

@@ -21,6 +21,10 @@ TeacherOpt = Annotated[str | None, typer.Option("--teacher", help="Teacher model
 MethodOpt = Annotated[str | None, typer.Option("--method", help="Prompting method: none | lcm | rag | eu.")]
 KOpt = Annotated[int | None, typer.Option("--k", help="Statements retrieved into the prompt for rag.")]
 DetachOpt = Annotated[bool, typer.Option("--detach/--wait", help="Run as a background job and return at once.")]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option("--timeout", help="Seconds an OpenAI-compatible server may take per request (default 120; env APC_TIMEOUT)."),
+]
 
 
 def services(ctx: typer.Context):
@@ -30,6 +34,20 @@ def services(ctx: typer.Context):
 
 def settings(ctx: typer.Context):
     return ctx.find_root().obj.settings
+
+
+def use_timeout(ctx: typer.Context, timeout: float | None) -> None:
+    """--timeout: checked, then the HTTP timeout of every model this invocation (and its detached jobs) loads."""
+    import os
+
+    from ..config import check_timeout
+
+    if timeout is None:
+        return
+    seconds = check_timeout(timeout)
+    root = ctx.find_root().obj
+    root.settings = root.settings.with_overrides(timeout=seconds)  # before the services are built from them
+    os.environ["APC_TIMEOUT"] = repr(seconds)  # a detached worker reads its settings from the environment
 
 
 def emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from .common import CharacterOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, echo_table, emit, services
+from .common import CharacterOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, TimeoutOpt, echo_table, emit, services, use_timeout
 from .jobs import k_or_setting, run_job
 
 app = typer.Typer(no_args_is_help=True)
@@ -47,9 +47,11 @@ def pairs(
     profile: ProfileOpt = None,
     device: DeviceOpt = None,
     detach: DetachOpt = False,
+    timeout: TimeoutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Sample two replies per train query, score both with APC, keep pairs that differ by > margin."""
+    use_timeout(ctx, timeout)
     svc = services(ctx).training
     config, cid = svc.pairs_config(character, model, method=method, k=k_or_setting(ctx, k), max_pairs=max_pairs, margin=margin,
                                    profile=profile, device=device, max_new_tokens=max_new_tokens)  # fmt: skip

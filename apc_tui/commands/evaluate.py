@@ -8,7 +8,7 @@ import typer
 
 from engine.errors import InputError
 
-from .common import CharacterOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, echo_table, emit, services
+from .common import CharacterOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, TimeoutOpt, echo_table, emit, services, use_timeout
 from .jobs import k_or_setting, run_job
 
 MethodsOpt = Annotated[str, typer.Option("--methods", help="Comma list of none, lcm, rag, eu.")]
@@ -52,9 +52,11 @@ def eval_cmd(
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed (reproducible replies).")] = 0,
     max_new_tokens: TokensOpt = 160,
     detach: DetachOpt = False,
+    timeout: TimeoutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate per method for the eval queries, score with APC, report ΔAPC with a 95% interval."""
+    use_timeout(ctx, timeout)
     config, cid = services(ctx).evaluation.eval_config(
         character, model, _methods(methods), adapter=adapter, eu_adapter=eu_adapter, queries=queries, k=k_or_setting(ctx, k),
         profile=profile, device=device, seed=seed, max_new_tokens=max_new_tokens,
@@ -106,9 +108,11 @@ def pipeline_cmd(
     profile: ProfileOpt = None,
     device: DeviceOpt = None,
     detach: DetachOpt = False,
+    timeout: TimeoutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The whole loop as chained jobs; rerun it to continue (finished stages are skipped)."""
+    use_timeout(ctx, timeout)
     from ..services.pipeline import pipeline_config
 
     dpo = {"epochs": epochs, "lora_r": lora_r, "max_steps": max_steps}

@@ -9,7 +9,7 @@ import typer
 
 from engine.errors import InputError
 
-from .common import CharacterOpt, DeviceOpt, JsonOpt, ProfileOpt, Progress, emit, services
+from .common import CharacterOpt, DeviceOpt, JsonOpt, ProfileOpt, Progress, TimeoutOpt, emit, services, use_timeout
 
 StatementsFileOpt = Annotated[
     Path | None, typer.Option("--statements", help='Statements JSON {"name", "language", "statements": [...]}.')
@@ -27,9 +27,11 @@ def score(
     statements: StatementsFileOpt = None,
     profile: ProfileOpt = None,
     device: DeviceOpt = None,
+    timeout: TimeoutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score responses with APC (raw and ΔAPC) against a character's statements."""
+    use_timeout(ctx, timeout)
     if (character is None) == (statements is None):
         raise InputError("give exactly one of --character NAME or --statements FILE")
     svc = services(ctx).scoring

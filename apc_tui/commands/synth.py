@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import CharacterOpt, JsonOpt, Progress, TeacherOpt, echo_table, emit, services
+from .common import CharacterOpt, JsonOpt, Progress, TeacherOpt, TimeoutOpt, echo_table, emit, services, use_timeout
 
 app = typer.Typer(no_args_is_help=True)
 ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", help="Teacher calls in flight at once.")]
@@ -30,14 +30,32 @@ def _run(stage: str):
         teacher: TeacherOpt = None,
         concurrency: ConcurrencyOpt = 8,
         limit: LimitOpt = None,
+        timeout: TimeoutOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
+        use_timeout(ctx, timeout)
         progress = Progress(f"synth {stage}", enabled=not as_json)
         result = services(ctx).synthesis.run_stage(character, stage, teacher, concurrency, limit, progress)
         emit(result, as_json, render_run)
+        failure = all_failed(result)
+        if failure:
+            typer.echo(f"error: {failure}", err=True)
+            raise typer.Exit(1)
 
     command.__doc__ = HELP[stage]
     return command
+
+
+def all_failed(result: dict) -> str | None:
+    """Why the run did nothing, when every teacher call it made failed or did not parse; else None."""
+    stages = result["stages"]
+    attempted = sum(r["attempted"] for r in stages)
+    if not attempted or any(r["ok"] for r in stages):
+        return None
+    failed, unparsed = sum(r["failed"] for r in stages), sum(r["unparsed"] for r in stages)
+    example = next((e for r in stages for e in r["errors"]), "")
+    return (f"teacher {result['teacher']}: every item failed ({failed} failed, {unparsed} unparsed){', e.g. ' + example if example else ''}; "
+            f"fix the teacher (see `apc synth status -c {result['character']!r}`) and rerun")  # fmt: skip
 
 
 def render_run(result: dict) -> None:

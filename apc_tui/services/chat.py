@@ -98,6 +98,7 @@ class ChatService:
             conversation_id = parent["conversation_id"]
             if parent["role"] == "user":  # branching from a user turn: a new user sibling
                 parent_id = parent["parent_id"]
+        created = conversation_id is None
         if conversation_id is None:
             if not character:
                 raise InputError("give --character for a new conversation (or --conversation ID to continue one)")
@@ -107,7 +108,11 @@ class ChatService:
             if not explicit_parent:
                 parent_id = self.repo.latest_leaf(conversation_id)
         user_id = self.repo.add_user(conversation_id, parent_id, query)
-        return self._sample(conversation_id, user_id, options, on_delta, progress)
+        try:
+            return self._sample(conversation_id, user_id, options, on_delta, progress)
+        except BaseException:  # a failed or interrupted (Ctrl-C) turn leaves no user message without replies
+            self.repo.discard_turn(user_id, conversation_id if created else None)
+            raise
 
     def regenerate(self, user_message_id: int, options: ChatOptions = ChatOptions(), *, on_delta=None, progress=None) -> dict:
         """More candidates for an existing user turn (new siblings of its replies)."""

@@ -10,6 +10,18 @@ import threading
 from ..config import Settings, api_key
 
 
+TIMEOUT_HINT = "--timeout SECONDS, APC_TIMEOUT or `timeout` in the config file"
+
+
+def backend_options(settings: Settings, spec: str) -> dict:
+    """What a backend needs from the settings: base URL, key and HTTP timeout, or remote-code consent."""
+    from engine.backends import parse_spec
+
+    if parse_spec(spec).scheme == "openai":
+        return {"base_url": settings.openai_base_url, "api_key": api_key(), "timeout": settings.timeout, "timeout_hint": TIMEOUT_HINT}
+    return {"trust_remote_code": settings.trust_remote_code}
+
+
 class ModelPool:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -17,12 +29,7 @@ class ModelPool:
         self._lock = threading.Lock()
 
     def options(self, spec: str) -> dict:
-        from engine.backends import parse_spec
-
-        scheme = parse_spec(spec).scheme
-        if scheme == "openai":
-            return {"base_url": self.settings.openai_base_url, "api_key": api_key()}
-        return {"trust_remote_code": self.settings.trust_remote_code}
+        return backend_options(self.settings, spec)
 
     def get(self, spec: str | None = None, device: str | None = None, **opts):
         """The ChatModel for `spec` (default: settings.model); extra opts make a separate instance."""

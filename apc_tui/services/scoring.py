@@ -58,7 +58,10 @@ class ScoringService:
                 from engine.apc import ApcScorer
                 from engine.discriminators import load_profile
 
-                pair = load_profile(key[0], device=key[1], trust_remote_code=self.settings.trust_remote_code)
+                from .models import backend_options
+
+                judge_opts = backend_options(self.settings, key[0].removeprefix("judge:")) if key[0].startswith("judge:") else None
+                pair = load_profile(key[0], device=key[1], trust_remote_code=self.settings.trust_remote_code, model_opts=judge_opts)
                 self._scorers[key] = ApcScorer(pair)
             return self._scorers[key]
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from engine.types import GenerationParams, Turn
 
 from .base import BatchedDiscriminator, softmax, task_labels
+from engine.concurrency import map_ordered
+
 from .formats import Item, render_judge_prompt
 
 # the words each template asks the judge to answer with, in the task's label order
@@ -84,10 +85,9 @@ class JudgeDiscriminator(BatchedDiscriminator):
     def _predict(self, items: list[Item], batches: Iterator[tuple[int, int]]):
         rows: list = [None] * len(items)
         how: list[str] = [""] * len(items)
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            for start, end in batches:
-                for j, (probs, kind) in enumerate(pool.map(self._judge_one, items[start:end])):
-                    rows[start + j], how[start + j] = probs, kind
+        for start, end in batches:  # daemon workers: Ctrl-C is not held up by calls in flight
+            for j, (probs, kind) in enumerate(map_ordered(self._judge_one, items[start:end], self.concurrency, name="judge")):
+                rows[start + j], how[start + j] = probs, kind
         out = np.array(rows, dtype=np.float64).reshape(len(items), len(self.labels)).view(JudgedProbs)
         out.how = np.array(how, dtype=object)
         return out

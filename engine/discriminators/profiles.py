@@ -38,7 +38,8 @@ def embedded_dirs():
 
 
 def load_profile(
-    profile: str = "embedded", device: str = "auto", *, quantize: str | None = None, trust_remote_code: bool = False
+    profile: str = "embedded", device: str = "auto", *, quantize: str | None = None, trust_remote_code: bool = False,
+    model_opts: dict | None = None,
 ) -> DiscriminatorPair:
     """Build the pair named by `profile` (see PROFILE_HELP); raises ConfigError/ModelError with the fix."""
     from .cross_encoder import CrossEncoderDiscriminator
@@ -69,7 +70,7 @@ def load_profile(
         spec = profile.removeprefix("judge:").strip()
         if not spec:
             raise ConfigError(f"profile {profile!r}: give a model spec after judge:, e.g. judge:openai:gpt-4o")
-        model = load_model(spec, device=device)
+        model = load_model(spec, device=device, **(model_opts or {}))  # the judge's backend options (timeout, key)
         return DiscriminatorPair(JudgeDiscriminator(model, "relevance"), JudgeDiscriminator(model, "nli"), profile)
     if "=" in profile:
         parts = parse_paths_profile(profile)
