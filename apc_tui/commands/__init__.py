@@ -18,3 +18,7 @@ REGISTRY.extend([jobs.register, dpo.register, evaluate.register])
 from . import synth  # noqa: E402  (teacher synthesis)
 
 REGISTRY.append(synth.register)
+
+from . import models  # noqa: E402  (apc models pull: checkpoints into the HF cache)
+
+REGISTRY.append(models.register)

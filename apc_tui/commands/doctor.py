@@ -63,7 +63,7 @@ def gather(settings) -> list[dict]:
     for profile, ids in PAPER_IDS.items():
         cached = all(_hub_cached(i) for i in ids)
         checks.append(_check(f"profile {profile}", cached, "in the Hugging Face cache (usable offline)" if cached else "not downloaded",
-                             f"needs network once: huggingface-cli download {ids[0]} {ids[1]}; a GPU is advised"))
+                             f"needs network once: `apc models pull {profile}` (or `hf download {ids[0]}` and `hf download {ids[1]}`); a GPU is advised"))
     checks.append(_check("model tiny", True, "built locally on first use; output is meaningless text (smoke runs only)"))
     base_url = settings.openai_base_url or os.environ.get("OPENAI_BASE_URL")
     has_key = bool(os.environ.get("OPENAI_API_KEY") or os.environ.get("APC_KEY_FILE"))

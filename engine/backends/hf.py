@@ -124,7 +124,7 @@ class HFChatModel(BaseChatModel):
             hint = "this machine is offline (HF_HUB_OFFLINE=1)" if hub_offline() else type(exc).__name__
             return ModelError(
                 f"{self.spec}: cannot load {what} for {self.name_or_path!r} ({hint}); it needs a download "
-                "(huggingface-cli download ID on a machine with network) or a local path: hf:/path/to/model"
+                f"(`apc models pull {self.spec}` or `hf download ID` on a machine with network) or a local path: hf:/path/to/model"
             )
         return ModelError(f"{self.spec}: cannot load {what} from {self.name_or_path}: {str(exc).splitlines()[0][:200]}")
 
