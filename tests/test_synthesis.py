@@ -3,6 +3,8 @@ interrupted and resumed with no duplicates and every failure recorded."""
 
 from __future__ import annotations
 
+import json
+
 import threading
 
 import pytest
@@ -176,6 +178,27 @@ def test_unparsable_reply_is_recorded_with_raw_text(services, fake_openai):
     assert (r["ok"], r["unparsed"], r["remaining"]) == (1, 1, 1)
     row = services.store.db.execute("SELECT raw_reply, error FROM teacher_calls WHERE status = 'unparsed'").fetchone()
     assert "cannot help" in row[0] and row[1]
+
+
+def test_null_content_is_a_failed_call_with_its_reason(synth, fake_openai):
+    from engine.backends import load_model
+    from tests.openai_server import KEY
+
+    svc, _ = synth
+    reasoning = load_model("openai:null", base_url=fake_openai.url, api_key=KEY)
+    r = svc.run_stage(NAME, "statements", reasoning)["stages"][0]
+    assert (r["ok"], r["failed"], r["added"]) == (0, len(PASSAGES), 0)
+    rows = svc.store.db.execute("SELECT status, raw_reply, error FROM teacher_calls").fetchall()
+    assert rows and all(st == "failed" and raw is None and "finish_reason length" in err and "--max-new-tokens" in err for st, raw, err in rows)
+
+
+def test_teacher_stages_ask_for_json_schemas(synth, fake_openai):
+    svc, teacher = synth
+    svc.run_stage(NAME, "all", teacher)
+    formats = {json.dumps(c["response_format"]["json_schema"]["schema"]["required"]) for c in fake_openai.calls("teacher")}
+    assert {'["statements"]', '["utterances"]', '["contradicted", "neutral", "entailed"]', '["label"]'} <= formats
+    assert any(f.startswith('["1", "2"') for f in formats)  # relevance: one yes/no per numbered utterance
+    assert all(c["response_format"]["json_schema"]["strict"] for c in fake_openai.calls("teacher"))
 
 
 def test_cli_synth_status_export(cli, fake_openai, tmp_path):
