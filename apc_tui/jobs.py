@@ -212,8 +212,14 @@ def run_foreground(services, job_id: int) -> dict:
     main_ident = threading.main_thread().ident
 
     def interrupt_if_still_running() -> None:
-        if not finished.wait(STOP_GRACE_S) and main_ident is not None:
+        if finished.wait(STOP_GRACE_S) or main_ident is None:
+            return
+        if hasattr(signal, "pthread_kill"):  # a real signal also wakes a blocking socket read
             signal.pthread_kill(main_ident, signal.SIGINT)  # now handled by `previous`: KeyboardInterrupt
+        else:  # Windows: raised at the main thread's next bytecode
+            import _thread
+
+            _thread.interrupt_main()
 
     def on_sigint(signum, frame):
         sys.stderr.write("\nstopping the job (Ctrl-C again to interrupt at once)...\n")

@@ -100,7 +100,7 @@ class OpenAIChatModel(BaseChatModel):
         if isinstance(exc, openai.NotFoundError):
             if self._v1_tried:
                 return ModelError(
-                    f"{self.spec}: unknown model {self.model!r} or wrong base URL (404 at {url}, also with /v1); "
+                    f"{self.spec}: unknown model {self.model!r} or wrong base URL (404 at {url} and at {url}/v1); "
                     f"check the name (the server's /models lists them) and the base URL (OPENAI_BASE_URL, usually ending in /v1)"
                 )
             return ModelError(f"{self.spec}: unknown model {self.model!r} at {url} (404); check the name (the server's /models lists them)")
@@ -128,19 +128,33 @@ class OpenAIChatModel(BaseChatModel):
         try:
             return client.chat.completions.create(**body, **extra)
         except (openai.OpenAIError, ValueError) as exc:
-            if isinstance(exc, openai.NotFoundError) and self._switch_to_v1():
-                return self._send(body, retries=retries, **extra)
+            if isinstance(exc, openai.NotFoundError) and not self._v1_tried and not self._ends_in_v1():
+                return self._retry_with_v1(body, retries, extra)
             raise self._error(exc, self.max_retries + 1 if retries else 1) from exc
 
-    def _switch_to_v1(self) -> bool:
-        """A base URL without /v1 that 404s: try once with /v1 appended (vLLM, LM Studio, Ollama serve there)."""
-        if self._v1_tried or urlsplit(self.base_url).path.rstrip("/").endswith("/v1"):
-            return False
+    def _ends_in_v1(self) -> bool:
+        return urlsplit(self.base_url).path.rstrip("/").endswith("/v1")
+
+    def _retry_with_v1(self, body: dict, retries: bool, extra: dict):
+        """A base URL without /v1 that 404s: the request once more with /v1 appended (vLLM, LM Studio, Ollama
+        serve there), kept when it answers; if that 404s too, the original URL is restored and named."""
+        original, old_client = self.base_url, self.client
         self._v1_tried = True
-        self.client.close()
-        self.base_url = self.base_url + "/v1"
+        self.base_url = original + "/v1"
         self.client = self._client(self.base_url)
-        return True
+        import openai
+
+        try:
+            reply = self._send(body, retries=retries, **extra)
+        except ModelError as err:
+            if not isinstance(err.__cause__, openai.NotFoundError):  # /v1 exists (it answered otherwise): keep it
+                old_client.close()
+                raise
+            self.client.close()
+            self.base_url, self.client = original, old_client
+            raise self._error(err.__cause__, 1) from err.__cause__
+        old_client.close()
+        return reply
 
     def _probe(self, body: dict, refused: Callable[[Exception], bool]):
         """Send a request using a feature the server may not have: None when it is refused.
