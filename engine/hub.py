@@ -89,12 +89,10 @@ def pull(repo_id: str, *, revision: str | None = None, progress: bool = True) ->
         raise ConfigError(f"{repo_id}: {problem}")
     if not progress:
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    import httpx2
-    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub import HfApi, constants, snapshot_download
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
-    from huggingface_hub import constants
-
+    http = _http_module()
     where = constants.ENDPOINT
     try:
         files = HfApi().list_repo_files(repo_id, revision=revision)
@@ -116,10 +114,22 @@ def pull(repo_id: str, *, revision: str | None = None, progress: bool = True) ->
     except HfHubHTTPError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", "?")
         raise ModelError(f"{repo_id}: the hub at {where} answered {status}; retry (partial files resume) or set HF_ENDPOINT to a mirror") from exc
-    except (httpx2.HTTPError, OSError) as exc:
+    except (http.HTTPError, OSError) as exc:
         raise ModelError(f"{repo_id}: download from {where} failed ({_short(exc)}); rerun to resume, or set HF_ENDPOINT to a mirror") from exc
     kept = sum(1 for p in Path(path).rglob("*") if p.is_file())
     return Pulled(repo_id, str(path), kept, weights)
+
+
+def _http_module():
+    """The HTTP library huggingface_hub raises from (httpx2 in hub 2.x, httpx before)."""
+    try:
+        import httpx2
+
+        return httpx2
+    except ImportError:
+        import httpx
+
+        return httpx
 
 
 def _short(exc: BaseException) -> str:
