@@ -208,7 +208,8 @@ def test_exports_load_with_datasets_and_trl_accepts_them(dpo_services, tmp_path,
         svc.training.export(CHARACTER, fmt, path)
     trl = datasets.load_dataset("json", data_files=str(out["trl"]), split="train")
     orl = datasets.load_dataset("json", data_files=str(out["openrlhf"]), split="train")
-    hf = datasets.load_from_disk(str(out["hf"]))
+    hf = datasets.load_dataset(str(out["hf"]), split="train")  # the Hub layout: README.md + data/*.parquet
+    assert len(datasets.load_from_disk(str(out["hf"] / "arrow"))) == 3
     info = json.loads((out["llama-factory"] / "dataset_info.json").read_text())
     (name, entry), = info.items()
     lf = datasets.load_dataset("json", data_files=str(out["llama-factory"] / entry["file_name"]), split="train")
@@ -217,7 +218,7 @@ def test_exports_load_with_datasets_and_trl_accepts_them(dpo_services, tmp_path,
         assert len(ds) == 3
     assert trl[0]["prompt"][-1]["role"] == "user" and trl[0]["chosen"] == [{"role": "assistant", "content": toy_pairs(1)[0].chosen}]
     assert lf[0]["conversations"][0]["from"] == "human" and lf[0]["chosen"]["from"] == "gpt" and lf[0]["system"]
-    for path in [out["trl"], out["openrlhf"], *out["llama-factory"].iterdir()]:
+    for path in [out["trl"], out["openrlhf"], *out["llama-factory"].iterdir(), out["hf"] / "README.md"]:
         text = path.read_text()
         assert str(tmp_path) not in text and str(tiny_dir) not in text and "/root" not in text and "api_key" not in text
 
