@@ -191,6 +191,10 @@ def test_dpo_job_registers_adapter_with_lineage(dpo_services, tiny_dir, one_thre
     assert adapter["config"]["lora_r"] == 4 and adapter["metrics"]["steps"] == 3
     assert {m["name"] for m in svc.jobs.metrics(row["id"])} >= {"loss", "rewards/margins", "rewards/accuracies"}
     assert load_model(adapter["spec"], device="cpu").generate([Turn("user", "hi")], 1)  # reloads and generates
+    from engine.dpo_train import DpoSettings
+    from tests.fixtures_dpo import assert_model_card
+
+    assert_model_card(adapter["path"], adapter["lineage"], "dpo", tiny_dir, adapter["pairs_hash"], DpoSettings)
     with pytest.raises(InputError, match="exists already"):
         svc.finetune.train_config("dpo", CHARACTER, "tiny", "maelle-dpo", {})
 

@@ -92,3 +92,24 @@ def test_dataset_card_names_no_local_paths():
     assert public_profile("rel=/home/u/discs/rel-v2,nli=/home/u/discs/nli-v2/") == "rel=rel-v2,nli=nli-v2"
     assert public_profile("judge:hf:/srv/models/qwen+lora:/srv/adapters/a1") == "judge:hf:qwen+lora:a1"
     assert public_profile("judge:openai:gpt-4o") == "judge:openai:gpt-4o" and public_profile("paper") == "paper"
+
+
+def test_model_card_names_a_hub_base_by_id_and_a_local_one_by_relative_path(tmp_path):
+    import yaml
+
+    from engine.model_card import TrainingData, base_reference, lineage, model_card
+
+    adapter = tmp_path / "adapters" / "koishi-dpo" / "adapter"
+    adapter.mkdir(parents=True)
+    (tmp_path / "models" / "base").mkdir(parents=True)
+    hub = base_reference("hf:google/gemma-1.1-7b-it", "google/gemma-1.1-7b-it", adapter)
+    assert hub == {"spec": "hf:google/gemma-1.1-7b-it", "hub_id": "google/gemma-1.1-7b-it"}
+    local = base_reference(f"hf:{tmp_path}/models/base", str(tmp_path / "models" / "base"), adapter)
+    assert local["relative_path"] == "../../../models/base" and str(tmp_path) not in json.dumps(local)
+
+    info = lineage(kind="dpo", base=hub, data=TrainingData("preference pairs", 3, "ab" * 32),
+                   hyperparameters={"beta": 0.1, "lora_r": 128}, trainer={"beta": 0.1}, metrics={"loss": 0.5})  # fmt: skip
+    card = model_card("koishi-dpo", info)
+    meta = yaml.safe_load(card.removeprefix("---\n").split("\n---\n", 1)[0])
+    assert meta["base_model"] == "google/gemma-1.1-7b-it" and meta["library_name"] == "peft"
+    assert 'AutoModelForCausalLM.from_pretrained("google/gemma-1.1-7b-it")' in card and "ab" * 32 in card
