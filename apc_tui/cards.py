@@ -74,7 +74,7 @@ def _parts(card: dict | None) -> tuple[dict, dict]:
 def _data(character: Character, data: dict) -> dict:
     out = {**copy.deepcopy(V2_DEFAULTS), **data}
     out["name"] = character.name
-    if not out.get("description"):
+    if "description" not in data:  # a character imported from text or statements: its source text
         out["description"] = character.source_text
     if not isinstance(out.get("extensions"), dict):
         out["extensions"] = {}
