@@ -197,3 +197,21 @@ def test_cli_export_card_v3_and_bad_format(services, tmp_path):
     assert isinstance(r.exception, InputError) and "card-v3" in str(r.exception) and not (tmp_path / "d.json").exists()
     r = runner.invoke(app, ["characters", "export", "--help"])
     assert "card-v3" in r.output and "card-png" in r.output
+
+
+def test_sillytavern_v2_card_round_trips_with_its_top_level_mirror(services, tmp_path):
+    data = {**{k: "" for k in V2_SPEC_FIELDS}, "name": "Lio Sand", "description": "Lio Sand fixes radios.",
+            "alternate_greetings": [], "tags": ["radio"], "extensions": {"talkativeness": "0.5", "fav": False},
+            "character_book": {"name": "radios", "entries": []}, "x_unknown": {"nested": [1]}}  # fmt: skip
+    st = {"name": "Lio Sand", "description": "Lio Sand fixes radios.", "personality": "", "scenario": "", "first_mes": "",
+          "mes_example": "", "avatar": "none", "chat": "Lio Sand - 2024-5-1", "create_date": "2024-5-1", "creatorcomment": "",
+          "spec": "chara_card_v2", "spec_version": "2.0", "data": data}  # fmt: skip
+    (tmp_path / "lio.json").write_text(json.dumps(st))
+    services.characters.import_files([tmp_path / "lio.json"])
+    out = json.loads(services.characters.export("Lio Sand", "card", tmp_path / "out.json").read_text())
+    apc = out["data"]["extensions"].pop("apc_workbench")
+    assert out == st and apc["statements"] == ["Lio Sand fixes radios."]  # nothing lost, nothing added but our extension
+
+    services.characters.import_files([tmp_path / "lio.json"], name="Lio Renamed")  # the top-level mirror follows a rename
+    renamed = json.loads(services.characters.export("Lio Renamed", "card", tmp_path / "renamed.json").read_text())
+    assert renamed["name"] == renamed["data"]["name"] == "Lio Renamed" and renamed["avatar"] == "none"
