@@ -102,10 +102,12 @@ def card_v3(character: Character, *, created_at: float | None = None, now: float
     """A chara_card_v3 with every V3 field. `created_at` (Unix seconds) fills `creation_date` when the
     card has none; `modification_date` is the export time (`now`), as the spec asks."""
     root, data = _parts(character.card)
+    previous_name = data.get("name")
     data = _data(character, data)
     data.setdefault("group_only_greetings", [])
     data.setdefault("assets", copy.deepcopy(V3_DEFAULT_ASSETS))
-    data.setdefault("nickname", character.name)  # the spec reads an absent nickname as the name
+    if data.get("nickname") in (None, previous_name):  # the spec reads an absent nickname as the name,
+        data["nickname"] = character.name  # so a defaulted one follows a rename
     data.setdefault("creator_notes_multilingual", {})
     data.setdefault("source", [])
     if not isinstance(data.get("creation_date"), (int, float)):

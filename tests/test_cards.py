@@ -110,6 +110,16 @@ def test_v3_card_stays_v3_and_keeps_every_field(services, tmp_path):
     second = json.loads(services.characters.export("Ines Corvo", "card", tmp_path / "out2.json").read_text())
     assert without(second["data"], "modification_date") == without(first["data"], "modification_date")
     assert [s.text for s in services.characters.get("Ines Corvo").statements] == STATEMENTS
+    # a defaulted nickname (= the name) follows a rename; a real one stays
+    plain = {"spec": "chara_card_v3", "spec_version": "3.0", "data": {"name": "Ines Corvo", "description": "x"}}
+    (tmp_path / "plain.json").write_text(json.dumps(plain))
+    services.characters.import_files([tmp_path / "plain.json"], name="Ines Plain")
+    services.characters.export("Ines Plain", "card", tmp_path / "plain_out.json")
+    services.characters.import_files([tmp_path / "plain_out.json"], name="Ines Renamed")
+    renamed = json.loads(services.characters.export("Ines Renamed", "card", tmp_path / "renamed.json").read_text())
+    assert renamed["data"]["nickname"] == "Ines Renamed"
+    services.characters.import_files([tmp_path / "out1.json"], name="Ines Other")
+    assert json.loads(services.characters.export("Ines Other", "card", tmp_path / "o.json").read_text())["data"]["nickname"] == "Nes"
 
 
 def test_card_png_writes_both_chunks_on_the_imported_art(services, tmp_path):
