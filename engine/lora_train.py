@@ -371,7 +371,9 @@ def train_adapter(
     """Train a fresh LoRA adapter on `rows` with a TRL trainer and save it to `out/adapter`.
 
     `too_long`: the InputError when max_length leaves no row; `counts(kept rows)`: the data counts
-    added to the metrics; `data`: what the rows are (count, sha256) for the lineage and model card. Raises Cancelled when `stop` is set (after saving a checkpoint to resume from)."""
+    added to the metrics; `data`: what the rows are (count, sha256), for the lineage and the model card
+    (README.md) written beside the adapter. Raises Cancelled when `stop` is set (after saving a
+    checkpoint to resume from)."""
     from datasets import Dataset
 
     callback = make_callback(hooks.get("progress"), hooks.get("stop"), hooks.get("on_metrics"), hooks.get("on_checkpoint"))
