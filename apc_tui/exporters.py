@@ -1,9 +1,12 @@
-"""Write a character back out: statements JSON, Character Card V2 as JSON or PNG."""
+"""Write a character back out: statements JSON, a Character Card (V2 or V3) as JSON, or a card PNG.
+
+`card` keeps the spec the card came in (a V3 card stays V3; anything else goes out as V2);
+`card-v2` / `card-v3` force one; `card-png` carries both (`chara` V2 and `ccv3` V3 chunks) on the
+character's own art. The card logic itself lives in `cards.py`.
+"""
 
 from __future__ import annotations
 
-import base64
-import copy
 import json
 import os
 import tempfile
@@ -12,7 +15,10 @@ from pathlib import Path
 from engine.errors import InputError
 from engine.types import Character
 
-FORMATS = ("statements", "card", "card-png")
+from .cards import card_png, card_same_spec, card_v2, card_v3
+
+FORMATS = ("statements", "card", "card-v2", "card-v3", "card-png")
+FORMAT_HELP = "statements | card (the imported spec) | card-v2 | card-v3 | card-png (V2 + V3 chunks, the card's art)"
 
 
 def statements_json(character: Character) -> dict:
@@ -24,48 +30,28 @@ def statements_json(character: Character) -> dict:
     }
 
 
-def card_v2(character: Character) -> dict:
-    """A chara_card_v2; an imported card keeps every field and extension it came with."""
-    original = copy.deepcopy(character.card) if character.card else {}
-    data = original.get("data") if isinstance(original.get("data"), dict) else {}
-    card = {"spec": "chara_card_v2", "spec_version": "2.0", "data": data}
-    data.setdefault("description", character.source_text)
-    for key in ("personality", "scenario", "first_mes", "mes_example", "creator_notes", "system_prompt", "post_history_instructions"):
-        data.setdefault(key, "")
-    data.setdefault("alternate_greetings", [])
-    data.setdefault("tags", [])
-    data.setdefault("creator", "")
-    data.setdefault("character_version", "")
-    data["name"] = character.name
-    ext = data.setdefault("extensions", {})
-    ext["apc_workbench"] = {"language": character.language, "statements": [s.text for s in character.statements if s.enabled]}
-    return card
-
-
-def export_character(character: Character, fmt: str, out: Path) -> Path:
+def export_character(character: Character, fmt: str, out: Path, *, art: bytes | None = None,
+                     created_at: float | None = None) -> Path:  # fmt: skip
+    """Write `character` as `fmt`. `art`: the PNG kept from an imported card PNG (card-png reuses it);
+    `created_at`: Unix seconds, the V3 `creation_date` of a card that has none."""
     if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     if fmt == "statements":
-        payload = json.dumps(statements_json(character), ensure_ascii=False, indent=2).encode("utf-8")
+        payload = _json_bytes(statements_json(character))
     elif fmt == "card":
-        payload = json.dumps(card_v2(character), ensure_ascii=False, indent=2).encode("utf-8")
+        payload = _json_bytes(card_same_spec(character, created_at=created_at))
+    elif fmt == "card-v2":
+        payload = _json_bytes(card_v2(character))
+    elif fmt == "card-v3":
+        payload = _json_bytes(card_v3(character, created_at=created_at))
     else:
-        payload = _card_png(card_v2(character))
+        payload = card_png(character, art, created_at=created_at)
     _atomic_write(out, payload)
     return out
 
 
-def _card_png(card: dict) -> bytes:
-    from io import BytesIO
-
-    from PIL import Image, PngImagePlugin
-
-    info = PngImagePlugin.PngInfo()
-    info.add_text("chara", base64.b64encode(json.dumps(card, ensure_ascii=False).encode("utf-8")).decode("ascii"))
-    img = Image.new("RGB", (400, 600), (46, 52, 64))
-    buf = BytesIO()
-    img.save(buf, format="PNG", pnginfo=info)
-    return buf.getvalue()
+def _json_bytes(obj: dict) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, indent=2).encode("utf-8")
 
 
 def _atomic_write(out: Path, payload: bytes) -> None:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from engine.errors import InputError
 
+from .cards import art_from_png
+
 MAX_BYTES = 50 * 1024 * 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CARD_SPECS = {"chara_card_v2", "chara_card_v3"}
@@ -29,6 +31,7 @@ class ParsedCharacter:
     statements: list[tuple[str, str, int | None]] = field(default_factory=list)  # (text, origin, passage index)
     card: dict | None = None
     kind: str = ""
+    art: bytes | None = None  # a card PNG's image without its card chunks (cards.art_from_png)
 
 
 def read_character_file(path: Path, *, name: str | None = None, language: str | None = None) -> list[ParsedCharacter]:
@@ -36,6 +39,7 @@ def read_character_file(path: Path, *, name: str | None = None, language: str | 
     raw = _read_bytes(path)
     if raw.startswith(PNG_MAGIC):
         parsed = [_from_card(_card_from_png(path, raw), path)]
+        parsed[0].art = art_from_png(path, raw)
     else:
         text = _decode(path, raw)
         stripped = text.lstrip()
@@ -137,7 +141,9 @@ def _from_json(path: Path, text: str) -> list[ParsedCharacter]:
     if isinstance(data, list) and data and all(isinstance(d, dict) for d in data):
         return [_from_statements_obj(path, d, i) for i, d in enumerate(data)]
     if isinstance(data, dict) and "name" in data and ("description" in data or "personality" in data):
-        return [_from_card({"spec": "chara_card_v1", "data": data}, path)]  # a V1 card: fields at the top
+        v1 = _from_card(data, path)  # a V1 card: fields at the top, stored as it came (unknown fields too)
+        v1.kind = "chara_card_v1"
+        return [v1]
     raise InputError(
         f'{path}: JSON is neither a statements file ({{"name", "statements": [...]}}) nor a character card (spec chara_card_v2/v3)'
     )

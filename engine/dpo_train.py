@@ -19,6 +19,8 @@ from typing import ClassVar, Unpack
 
 from engine.backends.hf import keeps_system, to_chat
 from engine.errors import ConfigError, InputError
+from engine.model_card import TrainingData
+from engine.dpo import pairs_sha256
 from engine.lora_train import LoraSettings, TrainHooks, TrainResult, load_for_training, setting, train_adapter, trainer_args
 from engine.types import PreferencePair
 
@@ -72,6 +74,7 @@ def train_dpo(base_spec: str, pairs: list[PreferencePair], config: DpoSettings, 
         args, rows, loaded, config, out,
         too_long=f"every one of the {len(rows)} pairs has a prompt of {config.max_length}+ tokens; raise --max-length",
         counts=lambda kept: {"n_pairs": len(pairs), "pairs_too_long": len(rows) - kept},
+        data=TrainingData("preference pairs", len(pairs), pairs_sha256(pairs)),
         **hooks,
     )  # fmt: skip
 

@@ -16,6 +16,7 @@ from typing import ClassVar, Unpack
 
 from engine.backends.hf import to_chat
 from engine.errors import InputError
+from engine.model_card import TrainingData
 from engine.lora_train import LoraSettings, TrainHooks, TrainResult, load_for_training, setting, train_adapter, trainer_args
 from engine.types import Character, Turn
 
@@ -64,6 +65,18 @@ def none_prompt(character: Character, query: str) -> tuple[Turn, ...]:
     return tuple(build_prompt(character, (Turn("user", query),), "none", 0, None).messages)
 
 
+def dialogues_sha256(dialogues: Sequence[Dialogue]) -> str:
+    """Fingerprint of an EU training set (every prompt and reply, in order): adapter lineage."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for d in dialogues:
+        h.update(json.dumps([[[t.role, t.content] for t in d.prompt], d.reply], ensure_ascii=False).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
 def train_eu(base_spec: str, dialogues: list[Dialogue], config: EuSettings, out_dir: Path | str,
              **hooks: Unpack[TrainHooks]) -> TrainResult:  # fmt: skip
     """LoRA SFT on the replies only (prompt tokens are masked); writes `out_dir/adapter`."""
@@ -80,5 +93,6 @@ def train_eu(base_spec: str, dialogues: list[Dialogue], config: EuSettings, out_
         SFTTrainer, args, rows, loaded, config, out,
         too_long=f"no dialogue fits in {config.max_length} tokens; raise --max-length",
         counts=lambda kept: {"n_dialogues": len(dialogues)},
+        data=TrainingData("dialogues", len(dialogues), dialogues_sha256(dialogues)),
         **hooks,
     )  # fmt: skip

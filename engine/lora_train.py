@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Self, TypedDict, Unpack
 
 from engine.backends.hf import causal_lm_kwargs, hub_offline, keeps_system
 from engine.errors import Cancelled, ConfigError, InputError, ModelError
+from engine.model_card import TrainingData, base_reference, lineage, trainer_config, write_model_card
 
 Progress = Callable[[int, int, str], None]
 MetricsCallback = Callable[[int, dict[str, float]], None]
@@ -87,6 +88,7 @@ class TrainResult:
     adapter_dir: str
     metrics: dict
     steps: int
+    lineage: dict = field(default_factory=dict)  # engine.model_card.lineage: base, data, resolved settings, versions
 
 
 @dataclass(frozen=True)
@@ -313,6 +315,7 @@ class Loaded:
     device: str
     lora_r: int
     system_ok: bool  # the chat template keeps a system message (else to_chat merges it)
+    base: BaseModel | None = None
 
 
 def load_for_training(base_spec: str, config: LoraSettings, *, sequences: int) -> Loaded:
@@ -326,7 +329,7 @@ def load_for_training(base_spec: str, config: LoraSettings, *, sequences: int) -
                               sequences=sequences)  # fmt: skip
         check_memory(device, need, f"{config.kind} training")
     model, tok = load_base(base, device, config.use_4bit)
-    return Loaded(model, tok, device, r, keeps_system(tok, base.spec))
+    return Loaded(model, tok, device, r, keeps_system(tok, base.spec), base)
 
 
 def trainer_args(config: LoraSettings, out: Path, device: str) -> dict:
@@ -362,12 +365,15 @@ def train_adapter(
     *,
     too_long: str,
     counts: Callable[[int], dict],
+    data: TrainingData | None = None,
     **hooks: Unpack[TrainHooks],
 ) -> TrainResult:
     """Train a fresh LoRA adapter on `rows` with a TRL trainer and save it to `out/adapter`.
 
     `too_long`: the InputError when max_length leaves no row; `counts(kept rows)`: the data counts
-    added to the metrics. Raises Cancelled when `stop` is set (after saving a checkpoint to resume from)."""
+    added to the metrics; `data`: what the rows are (count, sha256), for the lineage and the model card
+    (README.md) written beside the adapter. Raises Cancelled when `stop` is set (after saving a
+    checkpoint to resume from)."""
     from datasets import Dataset
 
     callback = make_callback(hooks.get("progress"), hooks.get("stop"), hooks.get("on_metrics"), hooks.get("on_checkpoint"))
@@ -393,5 +399,28 @@ def train_adapter(
     loaded.tokenizer.save_pretrained(str(adapter_dir))
     metrics = last_metrics(trainer.state.log_history)
     metrics.update(steps=steps, **counts(kept), lora_r=loaded.lora_r, device=loaded.device)
+    info = _lineage(args, loaded, config, out, adapter_dir, metrics, data or TrainingData("examples", len(rows), ""))
+    write_model_card(adapter_dir, out.name, info)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the adapter is saved; optimizer states are large
-    return TrainResult(str(adapter_dir), metrics, steps)
+    return TrainResult(str(adapter_dir), metrics, steps, info)
+
+
+def resolved_settings(config: LoraSettings, loaded: Loaded, args) -> dict:
+    """Our settings as the run used them: defaults filled in (rank, alpha, device, precision)."""
+    out = config.to_dict()
+    out.update(lora_r=loaded.lora_r, lora_alpha=config.lora_alpha or 2 * loaded.lora_r, device=loaded.device,
+               bf16=bool(getattr(args, "bf16", False)), fp16=bool(getattr(args, "fp16", False)),
+               activation_checkpointing=bool(getattr(args, "activation_checkpointing", False)))  # fmt: skip
+    return out
+
+
+def _lineage(args, loaded: Loaded, config: LoraSettings, out: Path, adapter_dir: Path, metrics: dict, data: TrainingData) -> dict:
+    base = loaded.base or BaseModel("", str(getattr(loaded.model, "name_or_path", "")))
+    return lineage(
+        kind="dpo" if config.kind == "DPO" else "eu" if config.kind == "EU" else config.kind.lower(),
+        base=base_reference(base.spec, base.path, adapter_dir),
+        data=data,
+        hyperparameters=resolved_settings(config, loaded, args),
+        trainer=trainer_config(args, out),
+        metrics=metrics,
+    )

@@ -217,3 +217,40 @@ def run_in_thread(fn, *args, **kwargs) -> tuple[threading.Thread, dict]:
     t = threading.Thread(target=target, daemon=True)
     t.start()
     return t, out
+
+
+def assert_model_card(adapter_dir, lineage: dict, kind: str, base_dir, data_sha256: str, settings_cls) -> None:
+    """The adapter's README.md is its model card and its lineage is complete (shared by DPO and EU tests)."""
+    from dataclasses import fields
+    from pathlib import Path
+
+    import yaml
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from engine.model_card import LIBRARIES, library_versions
+
+    adapter_dir = Path(adapter_dir)
+    text = (adapter_dir / "README.md").read_text()
+    header, body = text.removeprefix("---\n").split("\n---\n", 1)
+    meta = yaml.safe_load(header)
+    assert meta["library_name"] == "peft" and ("dpo" if kind == "dpo" else "sft") in meta["tags"]
+    assert "base_model" not in meta  # a local base has no hub id to name
+    rel = lineage["base"]["relative_path"]
+    assert not Path(rel).is_absolute() and (adapter_dir / rel).resolve() == Path(base_dir).resolve()
+    assert f'os.path.join(adapter, "{rel}")' in body and str(adapter_dir) not in text
+    assert re.search(r"[\s\"`'(]" + re.escape(str(Path(base_dir).resolve())), text) is None  # no absolute path to the base
+    assert lineage["data"]["sha256"] == data_sha256 and data_sha256 in body
+    hp = lineage["hyperparameters"]
+    assert {f.name for f in fields(settings_cls)} <= set(hp) and hp["lora_alpha"] == 2 * hp["lora_r"] and hp["device"] == "cpu"
+    assert all(f"`{name}`" in body for name in hp)
+    trainer = lineage["trainer_config"]
+    assert trainer["learning_rate"] == hp["learning_rate"] and "lr_scheduler_type" in trainer and "output_dir" not in trainer
+    if kind == "dpo":
+        assert trainer["beta"] == hp["beta"] and "loss_type" in trainer
+    assert lineage["versions"] == library_versions() and set(LIBRARIES) <= set(lineage["versions"])
+    assert f"trl {lineage['versions']['trl']}" in body and f"peft {lineage['versions']['peft']}" in body
+    assert "rewards/margins" in body if kind == "dpo" else "loss" in body
+    # load it the way the card says
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(adapter_dir / rel), str(adapter_dir))
+    assert any("lora_A" in n for n, _ in model.named_parameters())

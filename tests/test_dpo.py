@@ -191,6 +191,10 @@ def test_dpo_job_registers_adapter_with_lineage(dpo_services, tiny_dir, one_thre
     assert adapter["config"]["lora_r"] == 4 and adapter["metrics"]["steps"] == 3
     assert {m["name"] for m in svc.jobs.metrics(row["id"])} >= {"loss", "rewards/margins", "rewards/accuracies"}
     assert load_model(adapter["spec"], device="cpu").generate([Turn("user", "hi")], 1)  # reloads and generates
+    from engine.dpo_train import DpoSettings
+    from tests.fixtures_dpo import assert_model_card
+
+    assert_model_card(adapter["path"], adapter["lineage"], "dpo", tiny_dir, adapter["pairs_hash"], DpoSettings)
     with pytest.raises(InputError, match="exists already"):
         svc.finetune.train_config("dpo", CHARACTER, "tiny", "maelle-dpo", {})
 
@@ -208,7 +212,8 @@ def test_exports_load_with_datasets_and_trl_accepts_them(dpo_services, tmp_path,
         svc.training.export(CHARACTER, fmt, path)
     trl = datasets.load_dataset("json", data_files=str(out["trl"]), split="train")
     orl = datasets.load_dataset("json", data_files=str(out["openrlhf"]), split="train")
-    hf = datasets.load_from_disk(str(out["hf"]))
+    hf = datasets.load_dataset(str(out["hf"]), split="train")  # the Hub layout: README.md + data/*.parquet
+    assert len(datasets.load_from_disk(str(out["hf"] / "arrow"))) == 3
     info = json.loads((out["llama-factory"] / "dataset_info.json").read_text())
     (name, entry), = info.items()
     lf = datasets.load_dataset("json", data_files=str(out["llama-factory"] / entry["file_name"]), split="train")
@@ -217,7 +222,7 @@ def test_exports_load_with_datasets_and_trl_accepts_them(dpo_services, tmp_path,
         assert len(ds) == 3
     assert trl[0]["prompt"][-1]["role"] == "user" and trl[0]["chosen"] == [{"role": "assistant", "content": toy_pairs(1)[0].chosen}]
     assert lf[0]["conversations"][0]["from"] == "human" and lf[0]["chosen"]["from"] == "gpt" and lf[0]["system"]
-    for path in [out["trl"], out["openrlhf"], *out["llama-factory"].iterdir()]:
+    for path in [out["trl"], out["openrlhf"], *out["llama-factory"].iterdir(), out["hf"] / "README.md"]:
         text = path.read_text()
         assert str(tmp_path) not in text and str(tiny_dir) not in text and "/root" not in text and "api_key" not in text
 

@@ -71,6 +71,16 @@ def test_eval_base_adapter_and_eu_with_tiny_models(dpo_services, tiny_dir, one_t
         assert row["status"] == "done", row["error"]
     eu = svc.finetune.adapters.get("m-eu")
     assert eu["kind"] == "eu" and '"dialogue_origin": "statement"' in eu["metrics_json"]  # built from queries + statements
+    from apc_tui.storage.adapters import adapter_to_dict
+    from apc_tui.storage.pairs import PairRepo
+    from engine.eu_train import EuSettings, dialogues_sha256, eu_dialogues
+    from tests.fixtures_dpo import assert_model_card
+
+    character, repo = svc.characters.get(CHARACTER), PairRepo(svc.store)
+    dialogues = eu_dialogues(character, repo.entailed_replies(character.id), repo.query_statements(character.id))
+    eu_lineage = adapter_to_dict(eu)["lineage"]
+    assert eu_lineage["data"]["count"] == len(dialogues) and eu_lineage["data"]["kind"] == "dialogues"
+    assert_model_card(eu["path"], eu_lineage, "eu", tiny_dir, dialogues_sha256(dialogues), EuSettings)
     config, cid = svc.evaluation.eval_config(CHARACTER, "tiny", ["rag", "eu"], adapter="m-dpo", k=2, max_new_tokens=6, device="cpu")
     row = svc.jobs.start("eval", config, character_id=cid)
     assert row["status"] == "done", row["error"]

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..exporters import FORMAT_HELP
 from .common import JsonOpt, echo_table, emit, services
 
 app = typer.Typer(no_args_is_help=True)
@@ -66,9 +67,9 @@ def export(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Character name.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output file.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="statements | card | card-png")] = "statements",
+    fmt: Annotated[str, typer.Option("--format", "-f", help=FORMAT_HELP)] = "statements",
 ) -> None:
-    """Export to statements JSON or a Character Card V2 (JSON or PNG)."""
+    """Export to statements JSON or a Character Card: V2/V3 JSON, or a PNG with both (on the card's own art)."""
     path = services(ctx).characters.export(name, fmt, out)
     typer.echo(f"wrote {path}")
 

@@ -136,9 +136,27 @@ def export(
     out: Annotated[Path, typer.Option("--out", "-o", help="File (trl, openrlhf) or new directory (llama-factory, hf).")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Export the training pairs for another trainer (no keys, no local paths)."""
+    """Export the training pairs for another trainer (no keys, no local paths).
+
+    \b
+    trl            JSON Lines (prompt/chosen/rejected conversations): TRL's DPOTrainer reads it as is.
+    llama-factory  a folder with the sharegpt ranking file and dataset_info.json.
+    openrlhf       JSON Lines + `margin` (the APC gap). Train with
+                   --apply_chat_template --prompt_key prompt --chosen_key chosen --rejected_key rejected
+                   (openrlhf.cli.train_dpo; train_rm reads `margin` with --margin_loss).
+    hf             a folder in the Hub's layout: README.md (dataset card) + data/*.parquet, ready for
+                   load_dataset(FOLDER) and push_to_hub; arrow/ holds the same rows for load_from_disk.
+    """
+    from engine.dpo_export import OPENRLHF_FLAGS
+
     files = services(ctx).training.export(character, fmt, out)
-    emit({"format": fmt, "files": [str(f) for f in files]}, as_json, lambda d: typer.echo("wrote " + ", ".join(d["files"])))
+
+    def render(d: dict) -> None:
+        typer.echo("wrote " + ", ".join(d["files"]))
+        if fmt == "openrlhf":
+            typer.echo(f"train with: python -m openrlhf.cli.train_dpo --dataset {out} {OPENRLHF_FLAGS} ...")
+
+    emit({"format": fmt, "files": [str(f) for f in files]}, as_json, render)
 
 
 @adapters_app.command("list")

@@ -51,6 +51,7 @@ class CharacterService:
                 statements=c.statements,
                 card=c.card,
                 source_file=path.name,
+                art=c.art,
             )
             results.append(
                 ImportResult(str(path), c.name, created, len(c.statements), sum(1 for _, o, _ in c.statements if o == "split"), c.kind)
@@ -77,7 +78,13 @@ class CharacterService:
         }
 
     def export(self, name: str, fmt: str, out: Path) -> Path:
-        return export_character(self.repo.get(name), fmt, out)
+        """Write the character as `fmt` (see exporters.FORMATS); card-png reuses the art of its card PNG."""
+        from datetime import datetime
+
+        character = self.repo.get(name)
+        created = datetime.fromisoformat(self.repo.row(name)["created_at"]).timestamp()
+        art = self.repo.art(character.id) if fmt == "card-png" else None
+        return export_character(character, fmt, out, art=art, created_at=created)
 
     def delete(self, name: str) -> None:
         self.repo.delete(name)

@@ -76,7 +76,7 @@ class FinetuneService:
         adapter_id = self.adapters.add(
             name=cfg["name"], kind=kind, base_model=cfg["model"], path=str(Path(result.adapter_dir).resolve()),
             character_id=ctx.character_id, config=cfg["settings"], metrics=result.metrics, job_id=ctx.job_id,
-            pairs_hash=pairs_hash, pair_ids=pair_ids,
+            pairs_hash=pairs_hash, pair_ids=pair_ids, lineage=result.lineage,
         )  # fmt: skip
         row = self.adapters.get_by_id(adapter_id)
         ctx.log(f"adapter {cfg['name']!r} registered; load it with --model {self.spec_for(row)}")

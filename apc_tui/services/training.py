@@ -73,10 +73,12 @@ class TrainingService:
         return self.pairs.training_pairs(character_id)
 
     def export(self, character: str, fmt: str, out: Path) -> list[Path]:
-        from engine.dpo_export import export_pairs
+        from engine.dpo_export import Provenance, export_pairs
 
-        cid = self.characters.row(character)["id"]
-        return export_pairs([p for _, p in self.training_pairs(cid)], fmt, out)
+        row = self.characters.row(character)
+        pairs = [p for _, p in self.training_pairs(row["id"])]
+        provenance = Provenance(row["name"], tuple(self.pairs.scorer_profiles(row["id"])), row["language"])
+        return export_pairs(pairs, fmt, out, provenance=provenance)
 
     # -- human labels (the TUI's annotation flow) ------------------------------------------------
     def record_preference(self, message_a_id: int, message_b_id: int, choice: str, *, annotator: str | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from engine.errors import InputError
@@ -73,12 +74,14 @@ class CharacterRepo:
         statements: list[tuple[str, str, int | None]],
         card: dict | None = None,
         source_file: str | None = None,
+        art: bytes | None = None,
     ) -> tuple[int, bool]:
         """Create or update a character in one transaction; returns (id, created).
 
         statements: (text, origin, passage index or None). Re-importing keeps statement ids
         (so scores and labels stay attached), adds new ones and disables none: statements the
-        user added by hand survive a re-import.
+        user added by hand survive a re-import. `art` (a card PNG's image) replaces the stored art;
+        None keeps it, so re-importing the JSON of a PNG-imported card keeps its art.
         """
         ts = now()
         with self.store.transaction() as db:
@@ -97,7 +100,17 @@ class CharacterRepo:
                 cid = db["characters"].insert({"name": name, "created_at": ts, **fields}).last_pk
             passage_ids = self._replace_passages(db, cid, passages)
             self._merge_statements(db, cid, statements, passage_ids, ts)
+            if art is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO character_art (character_id, png, sha256, updated_at) VALUES (?, ?, ?, ?)",
+                    [cid, art, hashlib.sha256(art).hexdigest(), ts],
+                )
         return cid, not existing
+
+    def art(self, character_id: int) -> bytes | None:
+        """The art kept from the character's card PNG, or None."""
+        row = self.store.db.execute("SELECT png FROM character_art WHERE character_id = ?", [character_id]).fetchone()
+        return bytes(row[0]) if row else None
 
     def _replace_passages(self, db, cid: int, passages: list[str]) -> list[int]:
         rows = {r["position"]: r for r in db.query("SELECT * FROM passages WHERE character_id = ?", [cid])}

@@ -274,3 +274,21 @@ def m002_eval_sample_parts(db: sqlite_utils.Database) -> None:
         ALTER TABLE eval_samples ADD COLUMN n_statements INTEGER NOT NULL DEFAULT 0
         """,
     )
+
+
+@migration
+def m006_character_art(db: sqlite_utils.Database) -> None:
+    """The art of a character imported from a card PNG (the PNG without its card chunks), reused by
+    `card-png` exports; adapters keep their full lineage (resolved hyperparameters, library versions)."""
+    execute_script(
+        db,
+        """
+        CREATE TABLE character_art (
+            character_id INTEGER PRIMARY KEY REFERENCES characters(id) ON DELETE CASCADE,
+            png BLOB NOT NULL,                       -- a PNG without chara/ccv3 chunks
+            sha256 TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        ALTER TABLE adapters ADD COLUMN lineage_json TEXT NOT NULL DEFAULT '{}'
+        """,
+    )

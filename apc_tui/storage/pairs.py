@@ -55,6 +55,20 @@ class PairRepo:
             )
             return cur.lastrowid if cur.rowcount else None
 
+    def scorer_profiles(self, character_id: int) -> list[str]:
+        """The discriminator profiles behind the character's APC-ranked pairs: those of the scores of
+        conversation replies that became pairs, and those of its `pairs` jobs."""
+        sql = """
+        SELECT s.profile FROM apc_scores s JOIN preference_pairs p
+          ON s.message_id IN (p.chosen_message_id, p.rejected_message_id)
+        WHERE p.character_id = ?
+        UNION
+        SELECT json_extract(j.config_json, '$.profile') FROM jobs j
+        WHERE j.kind = 'pairs' AND j.character_id = ? AND json_extract(j.config_json, '$.profile') IS NOT NULL
+          AND EXISTS (SELECT 1 FROM preference_pairs p WHERE p.character_id = ? AND p.source = 'apc' AND p.query_id IS NOT NULL)
+        """
+        return sorted({r[0] for r in self.store.db.execute(sql, [character_id] * 3).fetchall() if r[0]})
+
     def rows(self, character_id: int, source: str | None = None) -> list[dict]:
         sql = "SELECT * FROM preference_pairs WHERE character_id = ?" + (" AND source = ?" if source else "") + " ORDER BY id"
         return list(self.store.db.query(sql, [character_id, *([source] if source else [])]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import pickle
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -59,6 +60,7 @@ class CrossEncoderDiscriminator(BatchedDiscriminator):
         calibrated = f"|T{self.temperature:g}" if self.temperature != 1.0 else ""
         # the numpy runtime computes the same float32 function as torch on a CPU: same identity
         self.identity = f"cross:{source}|{self.format}|{quantize or dtype_name(device)}{calibrated}"
+        self.weights = "safetensors"  # what the checkpoint held; load() sets it (see weights_kind)
         self.forward_calls = 0  # batches run through the model (tests and the bench count them)
         self.items_scored = 0
         self._lock = threading.Lock()  # one forward at a time: the TUI and retrieval share a model
@@ -104,9 +106,10 @@ class CrossEncoderDiscriminator(BatchedDiscriminator):
         dev = "cpu" if auto and cpu_first else resolve_device(device)
         if quant == "int8" and dev != "cpu":
             raise ConfigError(f"{source}: int8 dynamic quantization runs on the CPU only; use --device cpu")
-        if local and not any(Path(path).glob("*.safetensors")):
+        weights = weights_kind(path)
+        if local and weights is None:
             raise ModelError(
-                f"{source}: no *.safetensors weights (only safetensors are loaded); re-save the model with safetensors"
+                f"{source}: no model weights (neither *.safetensors nor pytorch_model.bin); give a saved model directory"
             )
         served = _load_numpy_runtime(path, meta) if numpy_ok and quant is None and dev == "cpu" else None
         if served is not None:
@@ -114,17 +117,20 @@ class CrossEncoderDiscriminator(BatchedDiscriminator):
             return cls(model, tokenizer, task=task, format=fmt, labels=meta.labels, device=dev, source=source, meta=meta)
         tokenizer = _load_tokenizer(path, source, meta)
         if meta is not None and meta.adapter:
-            model = _load_adapter_model(path, source, meta, trust_remote_code)
+            weights = weights_kind(resolve_source(meta.base_model)) or weights
+            model = _load_adapter_model(path, source, meta, trust_remote_code, weights=weights)
         else:
-            model = _load_classifier(path, source, local, trust_remote_code)
+            model = _load_classifier(path, source, local, trust_remote_code, weights=weights)
         model.to(device=dev, dtype=torch_dtype(dev))
         model.eval()
         if quant == "int8":
             model = quantize_int8(model)
-        return cls(
+        served = cls(
             model, tokenizer, task=task, format=fmt, labels=meta.labels if meta else None,
             device=dev, source=source, quantize=quant, meta=meta,
         )  # fmt: skip
+        served.weights = weights or "safetensors"
+        return served
 
     # -- inference -------------------------------------------------------------------------
     def encode(self, items: Sequence[Item]) -> dict[str, list[list[int]]]:
@@ -178,6 +184,7 @@ class CrossEncoderDiscriminator(BatchedDiscriminator):
             "adapter": bool(self.meta and self.meta.adapter),
             "temperature": self.temperature,
             "metrics": dict(self.meta.metrics) if self.meta else {},
+            "weights": self.weights,  # safetensors | pytorch_model.bin (torch's weights-only unpickler)
         }
 
 
@@ -255,14 +262,52 @@ def _load_numpy_runtime(path: str, meta: DiscriminatorMeta):
     return None if model is None else (model, PairTokenizer.from_dir(Path(path)))
 
 
-def _load_classifier(path: str, source: str, local: bool, trust_remote_code: bool):
+BIN_WEIGHTS = "pytorch_model.bin"
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def weights_kind(path: str) -> str | None:
+    """Which weights a checkpoint (a directory, or a hub id in the local HF cache) holds:
+    "safetensors" (preferred when both are there), "pytorch_model.bin", or None when neither is found.
+
+    Third-party checkpoints (the paper's among them) may hold only `pytorch_model.bin`: such a file is
+    read with torch's weights-only unpickler (tensors and plain containers, never arbitrary objects)."""
+    folder = Path(path).expanduser()
+    if folder.is_dir():
+        names = {p.name for p in folder.iterdir()}
+    elif is_path_like(path):
+        return None
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        names = {n for n in _WEIGHT_FILES if isinstance(try_to_load_from_cache(path, n), str)}
+    if any(n.endswith(".safetensors") or n == "model.safetensors.index.json" for n in names):
+        return "safetensors"
+    if BIN_WEIGHTS in names or f"{BIN_WEIGHTS}.index.json" in names:
+        return BIN_WEIGHTS
+    return None
+
+
+def _unsafe_bin(source: str) -> ModelError:
+    return ModelError(f"{source}: {BIN_WEIGHTS} holds more than tensors and torch's weights-only unpickler refused it; "
+                      "use a safetensors copy of the model (never load pickles you do not trust)")  # fmt: skip
+
+
+def _weight_kwargs(weights: str | None) -> dict:
+    """from_pretrained keys: safetensors unless the checkpoint only has a .bin, read weights-only."""
+    return {"use_safetensors": weights != BIN_WEIGHTS, "weights_only": True}
+
+
+def _load_classifier(path: str, source: str, local: bool, trust_remote_code: bool, weights: str | None = None):
     from transformers import AutoModelForSequenceClassification
 
     try:
         with quiet_transformers():
             model, info = AutoModelForSequenceClassification.from_pretrained(
-                path, use_safetensors=True, trust_remote_code=trust_remote_code, output_loading_info=True
+                path, trust_remote_code=trust_remote_code, output_loading_info=True, **_weight_kwargs(weights)
             )
+    except pickle.UnpicklingError as exc:
+        raise _unsafe_bin(source) from exc
     except OSError as exc:
         if not local:
             raise _offline_error(source) from exc
@@ -277,15 +322,18 @@ def _load_classifier(path: str, source: str, local: bool, trust_remote_code: boo
     return model
 
 
-def _load_adapter_model(path: str, source: str, meta: DiscriminatorMeta, trust_remote_code: bool, use_peft: bool = False):
+def _load_adapter_model(path: str, source: str, meta: DiscriminatorMeta, trust_remote_code: bool, use_peft: bool = False,
+                        weights: str | None = None):  # fmt: skip
     from transformers import AutoModelForSequenceClassification
 
     base = resolve_source(meta.base_model)
     try:
         with quiet_transformers():  # the base's fresh head is expected: the adapter carries the trained one
             model = AutoModelForSequenceClassification.from_pretrained(
-                base, num_labels=len(meta.labels), use_safetensors=True, trust_remote_code=trust_remote_code
+                base, num_labels=len(meta.labels), trust_remote_code=trust_remote_code, **_weight_kwargs(weights)
             )
+    except pickle.UnpicklingError as exc:
+        raise _unsafe_bin(meta.base_model) from exc
     except OSError as exc:
         if not Path(base).is_dir():
             raise _offline_error(meta.base_model) from exc
