@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import ClassVar, Unpack
 
 from engine.backends.hf import keeps_system, to_chat
+from engine.checks import Bounds
 from engine.errors import ConfigError, InputError
 from engine.lora_train import LoraSettings, TrainHooks, TrainResult, load_for_training, setting, train_adapter, trainer_args
 from engine.types import PreferencePair
@@ -28,6 +29,7 @@ class DpoSettings(LoraSettings):
     """DPO + LoRA settings; defaults follow the paper's script (the rest: LoraSettings)."""
 
     kind: ClassVar[str] = "DPO"
+    BOUNDS: ClassVar[dict[str, Bounds]] = {**LoraSettings.BOUNDS, "beta": Bounds(float, 0, 100, lo_open=True, example="0.1 (paper)")}
 
     epochs: float = setting(10.0, "passes over the pairs (paper: 10)")
     learning_rate: float = setting(2e-4, "AdamW learning rate (paper: 2e-4)")
