@@ -23,6 +23,15 @@ KOpt = Annotated[int | None, typer.Option("--k", help="Statements retrieved into
 DetachOpt = Annotated[bool, typer.Option("--detach/--wait", help="Run as a background job and return at once.")]
 
 
+def model_or_setting(ctx: typer.Context, model: str | None, *, trainable: bool = False) -> str:
+    """--model when given, else APC_MODEL / the config's `model` / tiny (settings.model), checked."""
+    from ..validation import check_model_spec
+
+    if model:
+        return check_model_spec(model, trainable=trainable)
+    return check_model_spec(settings(ctx).model, "model (from APC_MODEL or the config)", trainable=trainable)
+
+
 def services(ctx: typer.Context):
     """The Services built once per invocation by the root callback (see factory.build_services)."""
     return ctx.find_root().obj.services()
