@@ -274,3 +274,16 @@ def m002_eval_sample_parts(db: sqlite_utils.Database) -> None:
         ALTER TABLE eval_samples ADD COLUMN n_statements INTEGER NOT NULL DEFAULT 0
         """,
     )
+
+
+@migration
+def m003_character_soft_delete(db: sqlite_utils.Database) -> None:
+    """`characters delete` keeps a restorable copy: the row is marked deleted (with everything
+    attached to it left in place) until `characters restore` or `characters delete --purge`."""
+    execute_script(
+        db,
+        """
+        ALTER TABLE characters ADD COLUMN deleted_at TEXT;
+        CREATE INDEX characters_deleted ON characters(deleted_at)
+        """,
+    )
