@@ -43,6 +43,8 @@ def read_character_file(path: Path, *, name: str | None = None, language: str | 
         stripped = text.lstrip()
         if stripped.startswith(("{", "[")):
             parsed = _from_json(path, text)
+        elif _json_scalar(stripped):
+            raise InputError(f"{path}: holds a bare JSON value ({stripped[:20]!r}), not a character; give a wiki text, statements JSON or card")
         else:
             parsed = [_from_wiki(path, text)]
     if name and len(parsed) > 1:
@@ -62,6 +64,16 @@ def read_character_file(path: Path, *, name: str | None = None, language: str | 
                 raise InputError(f"{path}: a statement of {len(text)} characters ({text[:40]!r}...); "
                                  f"keep a statement to one short fact (< {MAX_STATEMENT} characters) or split the text into sentences")  # fmt: skip
     return parsed
+
+
+def _json_scalar(text: str) -> bool:
+    if len(text) > 200:
+        return False
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 # -- reading --------------------------------------------------------------------------------

@@ -30,20 +30,22 @@ SaveStepsOpt = Annotated[int | None, typer.Option("--save-steps", help="Resumabl
 AccumOpt = Annotated[int | None, typer.Option("--grad-accum", help="Gradient accumulation steps (default 8).")]
 
 
-def pairs_margin(model: str, margin: float | None) -> float:
-    """--margin, else the paper's 0.2 — or 0 for the tiny model, whose replies all score alike
-    (a 0.2 margin would keep nothing): said up front, with what to pass instead."""
+TINY_MARGIN_NOTE = ("note: the tiny model's replies all score alike, so pairs use --margin 0 (any APC difference); "
+                    "pass --model hf:... for real pairs with the paper's 0.2")  # fmt: skip
+
+
+def pairs_margin(model: str, margin: float | None) -> tuple[float, str]:
+    """(margin, note): --margin, else the paper's 0.2 — or 0 for the tiny model, whose replies all
+    score alike (a 0.2 margin would keep nothing); the note says so up front, with what to pass."""
     from engine.backends import is_meaningless
 
     from ..services.training import DEFAULT_MARGIN
 
     if margin is not None:
-        return margin
+        return margin, ""
     if is_meaningless(model):
-        typer.echo("note: the tiny model's replies all score alike, so pairs use --margin 0 (any APC difference); "
-                   "pass --model hf:... for real pairs with the paper's 0.2", err=True)  # fmt: skip
-        return 0.0
-    return DEFAULT_MARGIN
+        return 0.0, TINY_MARGIN_NOTE
+    return DEFAULT_MARGIN, ""
 
 
 def _done_line(row: dict) -> str:
@@ -68,9 +70,11 @@ def pairs(
     """Sample two replies per train query, score both with APC, keep pairs that differ by > margin."""
     svc = services(ctx).training
     model = model_or_setting(ctx, model)
-    margin = pairs_margin(model, margin)
+    margin, note = pairs_margin(model, margin)
     config, cid = svc.pairs_config(character, model, method=method, k=k_or_setting(ctx, k), max_pairs=max_pairs, margin=margin,
                                    profile=profile, device=device, max_new_tokens=max_new_tokens)  # fmt: skip
+    if note:
+        typer.echo(note, err=True)
     run_job(ctx, "pairs", config, character_id=cid, detach=detach, as_json=as_json,
             render=lambda d: typer.echo(f"{d['pairs_kept']} pairs kept from {d['queries']} queries (job {d['job_id']}); "
                                         f"see `apc dpo list --character {config['character']!r}`"))

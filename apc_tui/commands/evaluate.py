@@ -114,12 +114,14 @@ def pipeline_cmd(
     from .dpo import pairs_margin
 
     model = model_or_setting(ctx, model, trainable=True)
-    margin = pairs_margin(model, margin)
+    margin, note = pairs_margin(model, margin)
     dpo = {"epochs": epochs, "lora_r": lora_r, "max_steps": max_steps}
     config, cid = pipeline_config(services(ctx), character, model, teacher=teacher, skip_synth=skip_synth,
                                   discriminators=discriminators, method=method, k=k_or_setting(ctx, k), max_pairs=max_pairs, margin=margin,
                                   dpo=dpo, eval_methods=tuple(_methods(methods)), eval_queries=queries, name=name,
                                   max_new_tokens=max_new_tokens, profile=profile, device=device)  # fmt: skip
+    if note:
+        typer.echo(note, err=True)
     run_job(ctx, "pipeline", config, character_id=cid, detach=detach, as_json=as_json,
             render=lambda d: render_results({**d["eval"], "notes": d["eval"].get("notes", [])}))
 

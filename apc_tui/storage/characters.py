@@ -233,7 +233,7 @@ class CharacterRepo:
         rows = list(self.store.db.query("SELECT * FROM characters WHERE name = ? AND deleted_at IS NOT NULL", [name]))
         if not rows:
             listed = ", ".join(r["name"] for r in self.deleted()[:8]) or "none"
-            raise InputError(f"no deleted character named {name!r} (deleted: {listed}); see `apc characters restore --list`")
+            raise InputError(f"no deleted character named {name!r} (deleted: {listed}); list them with `apc characters restore`")
         return rows[0]
 
     def restore(self, name: str) -> None:
