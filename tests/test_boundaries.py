@@ -245,3 +245,22 @@ def test_detached_job_runs_with_the_config_flags_and_env_it_was_started_with(tmp
     assert f"config {cfg}" in line and f"db {db}" in line and f"adapters {tmp_path / 'cfg-adapters'}" in line and "device cpu" in line
     log_file = db.parent / "d.jobs" / f"{job_id}.log"
     assert log_file.is_file() and stat.S_IMODE(log_file.stat().st_mode) == 0o600
+    assert "Warning" not in log_file.read_text()  # library warnings stay out of job logs without --verbose
+
+
+def test_library_warnings_are_hidden_unless_verbose(monkeypatch):
+    import os
+    import warnings
+
+    from apc_tui.verbosity import quiet_libraries
+
+    monkeypatch.delenv("APC_VERBOSE", raising=False)
+    for var in ("TRANSFORMERS_VERBOSITY", "PYTHONWARNINGS"):
+        monkeypatch.delenv(var, raising=False)
+    with warnings.catch_warnings(record=True) as seen:
+        quiet_libraries(False)
+        warnings.warn("library noise", FutureWarning, stacklevel=1)
+    assert seen == [] and os.environ["TRANSFORMERS_VERBOSITY"] == "error" and os.environ["PYTHONWARNINGS"] == "ignore"
+    quiet_libraries(True)
+    assert os.environ["APC_VERBOSE"] == "1"  # detached workers inherit --verbose
+    monkeypatch.delenv("APC_VERBOSE")
