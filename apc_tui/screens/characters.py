@@ -140,6 +140,8 @@ class CharactersScreen(WorkbenchScreen):
     @on(DataTable.RowHighlighted, "#character-table")
     def _character_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key.value and event.row_key.value != self.app.character:
+            if event.row_key.value not in self.services.characters.repo.names():
+                return  # a row of a character deleted a moment ago: the reload that follows redraws the list
             self._show_statements(event.row_key.value)
 
     @on(DataTable.RowHighlighted, "#statement-table")
