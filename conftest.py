@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures_models",
     "tests.fixtures_tui",
     "tests.fixtures_dpo",
+    "tests.fixtures_boundaries",
 ]

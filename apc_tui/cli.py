@@ -11,8 +11,6 @@ from typing import Annotated
 
 import typer
 
-from engine.errors import ApcError
-
 from .commands import characters as characters_cmd
 from .commands import doctor as doctor_cmd
 from .commands import statements as statements_cmd
@@ -46,9 +44,12 @@ def root(
     ctx: typer.Context,
     db: Annotated[Path | None, typer.Option("--db", help="Database file (default: user data dir; env APC_DB).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Config TOML (env APC_CONFIG).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show library warnings and logs (hidden by default; env APC_VERBOSE=1).")] = False,
 ) -> None:
     from .config import load_settings
+    from .verbosity import quiet_libraries
 
+    quiet_libraries(verbose)
     settings = load_settings(config).with_overrides(db_path=db)
     ctx.obj = Root(settings)
     if ctx.invoked_subcommand is None:
@@ -73,20 +74,49 @@ def _register_optional() -> None:
 _register_optional()
 
 
-def main() -> None:
+_COMMAND = None
+
+
+def command():
+    """The Click tree of `apc`, built once, with the boundary checks of `validation` attached."""
+    global _COMMAND
+    if _COMMAND is None:
+        from .validation import install
+
+        _COMMAND = typer.main.get_command(app)
+        install(_COMMAND)
+    return _COMMAND
+
+
+def run(args: list[str]) -> int:
+    """Run `apc ARGS`; every refusal prints one line `error: <input>: <problem>; <fix>` on stderr."""
+    from typer import _click as click
+
+    from engine.errors import ApcError
+
+    from .errors import report
+
     try:
-        app()
-    except ApcError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        code = command().main(args=args, prog_name="apc", standalone_mode=False)
     except KeyboardInterrupt:
         interrupted()
+    except (ApcError, click.ClickException, typer.Abort) as exc:
+        if _from_interrupt(exc):  # Click turns Ctrl-C into Abort
+            interrupted()
+        return report(exc)
     except SystemExit as exc:
-        if _from_interrupt(exc):  # Typer turns Ctrl-C into a silent exit 130
+        if _from_interrupt(exc):
             interrupted()
         if exc.code == 130:  # a foreground job stopped by Ctrl-C (it said so): leave at once
             _exit_now(130)
         raise
+    if code == 130:
+        _exit_now(130)
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))
 
 
 def _from_interrupt(exc: BaseException) -> bool:

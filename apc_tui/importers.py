@@ -16,6 +16,7 @@ from pathlib import Path
 from engine.errors import InputError
 
 from .cards import art_from_png
+from .validation import MAX_STATEMENT, language_field, statement_list, text_field
 
 MAX_BYTES = 50 * 1024 * 1024
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -45,6 +46,8 @@ def read_character_file(path: Path, *, name: str | None = None, language: str | 
         stripped = text.lstrip()
         if stripped.startswith(("{", "[")):
             parsed = _from_json(path, text)
+        elif _json_scalar(stripped):
+            raise InputError(f"{path}: holds a bare JSON value ({stripped[:20]!r}), not a character; give a wiki text, statements JSON or card")
         else:
             parsed = [_from_wiki(path, text)]
     if name and len(parsed) > 1:
@@ -53,13 +56,27 @@ def read_character_file(path: Path, *, name: str | None = None, language: str | 
         if name:
             p.name = name
         if language:
-            p.language = language
+            p.language = language_field("--language", language)
         elif p.kind != "statements":
             p.language = p.language or guess_language(p.source_text + " ".join(s for s, _, _ in p.statements))
         p.name = _clean_name(path, p.name)
         if not p.statements and p.passages:
             p.statements = draft_statements(p.passages, p.language)
+        for text, _, _ in p.statements:
+            if len(text) > MAX_STATEMENT:
+                raise InputError(f"{path}: a statement of {len(text)} characters ({text[:40]!r}...); "
+                                 f"keep a statement to one short fact (< {MAX_STATEMENT} characters) or split the text into sentences")  # fmt: skip
     return parsed
+
+
+def _json_scalar(text: str) -> bool:
+    if len(text) > 200:
+        return False
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -97,7 +114,7 @@ def _decode(path: Path, raw: bytes) -> str:
 
 
 def _clean_name(path: Path, name: str) -> str:
-    name = " ".join(str(name or "").split())
+    name = text_field(f"{path}: name", name, required=False)
     if not name:
         raise InputError(f"{path}: no character name found; pass --name NAME")
     if len(name) > 200:
@@ -130,6 +147,8 @@ def _load_json(path: Path, text: str):
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); fix the file") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply to read; a character file is a flat object, fix the file") from None
 
 
 def _from_json(path: Path, text: str) -> list[ParsedCharacter]:
@@ -151,17 +170,16 @@ def _from_json(path: Path, text: str) -> list[ParsedCharacter]:
 
 def _from_statements_obj(path: Path, obj: dict, index: int) -> ParsedCharacter:
     where = f"{path} (item {index})" if index else str(path)
-    stmts = obj.get("statements")
-    if not isinstance(stmts, list) or not all(isinstance(s, str) for s in stmts):
-        raise InputError(f'{where}: "statements" must be a list of strings')
-    cleaned = [" ".join(s.split()) for s in stmts if s.strip()]
+    cleaned = statement_list(f'{where}: "statements"', obj.get("statements"))
     if not cleaned and not obj.get("source"):
         raise InputError(f'{where}: "statements" is empty; add at least one statement')
-    source = str(obj.get("source") or "")
+    source = text_field(f'{where}: "source"', obj.get("source"), max_len=MAX_BYTES, required=False) if obj.get("source") else ""
     passages = split_passages(source) if source else []
+    name = text_field(f"{where}: name", obj.get("name"), required=False)
+    language = language_field(f"{where}: language", obj.get("language"))
     return ParsedCharacter(
-        name=str(obj.get("name") or ""),
-        language=str(obj.get("language") or "") or guess_language(" ".join(cleaned) + source),
+        name=name,
+        language=language or guess_language(" ".join(cleaned) + source),
         source_text=source,
         passages=passages,
         statements=[(s, "import", None) for s in dict.fromkeys(cleaned)],
@@ -199,15 +217,18 @@ CARD_TEXT_FIELDS = ("description", "personality", "scenario")
 
 def _from_card(card: dict, path: Path) -> ParsedCharacter:
     data = card.get("data") if isinstance(card.get("data"), dict) else card
-    name = data.get("name") or card.get("name") or ""
+    name = text_field(f"{path}: card name", data.get("name") or card.get("name") or "", required=False)
+    for f in CARD_TEXT_FIELDS:
+        if data.get(f) is not None and not isinstance(data.get(f), str):
+            raise InputError(f"{path}: card field {f!r} is a {type(data.get(f)).__name__}, not text; give it as a string")
     parts = [str(data.get(f) or "").strip() for f in CARD_TEXT_FIELDS]
     passages = [p for part in parts if part for p in split_passages(part)]
     ext = data.get("extensions") if isinstance(data.get("extensions"), dict) else {}
     apc_ext = ext.get("apc_workbench") if isinstance(ext.get("apc_workbench"), dict) else {}
-    statements = [(s, "import", None) for s in apc_ext.get("statements", []) if isinstance(s, str) and s.strip()]
-    language = str(apc_ext.get("language") or "")
+    statements = [(s, "import", None) for s in statement_list(f"{path}: extensions.apc_workbench.statements", apc_ext.get("statements"))]
+    language = language_field(f"{path}: extensions.apc_workbench.language", apc_ext.get("language"))
     return ParsedCharacter(
-        name=str(name),
+        name=name,
         language=language,
         source_text="\n\n".join(passages),
         passages=passages,

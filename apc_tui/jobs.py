@@ -25,6 +25,7 @@ from pathlib import Path
 
 from engine.errors import ApcError, Cancelled, InputError
 
+from .paths import private_dir, private_file
 from .storage.jobs import JobRepo
 
 HEARTBEAT_S = 1.0
@@ -49,8 +50,10 @@ def handler_for(kind: str) -> Callable:
 
 
 def jobs_dir(services) -> Path:
-    """Job logs and work directories live beside the database."""
-    return Path(services.settings.db_path).expanduser().parent / "jobs"
+    """Job logs and work directories live beside the database, in a folder of its own (see paths)."""
+    from .paths import jobs_dir as of_settings
+
+    return of_settings(services.settings)
 
 
 class JobContext:
@@ -123,10 +126,11 @@ def run_job(services, job_id: int, *, parent_stop: threading.Event | None = None
     row = repo.claim(job_id, os.getpid())
     stop = stop or threading.Event()
     ctx = JobContext(services, repo, row, stop)
-    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(ctx.work_dir)
     beat = _Heartbeat(ctx, parent_stop)
     beat.start()
     ctx.log(f"started {row['kind']} job in process {os.getpid()}" + (" (resuming from checkpoint)" if ctx.checkpoint else ""))
+    ctx.log(settings_line(services.settings))
     try:
         artifacts = handler_for(row["kind"])(services, ctx)
     except (Cancelled, KeyboardInterrupt):
@@ -155,10 +159,10 @@ def _finish(repo: JobRepo, beat: _Heartbeat, job_id: int, status: str, **kw) -> 
 
 def spawn(services, job_id: int) -> subprocess.Popen:
     """Start the detached worker: its own session, so closing the TUI or the SSH link spares it."""
-    log_path = jobs_dir(services) / f"{job_id}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    settings = services.settings
-    env = {**os.environ, "APC_DB": str(settings.db_path), "APC_ADAPTERS_DIR": str(settings.adapters_dir)}
+    log_path = private_file(jobs_dir(services) / f"{job_id}.log")
+    from .config import settings_env
+
+    env = {**os.environ, **settings_env(services.settings)}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "apc_tui.jobs", "run", str(job_id)],
@@ -237,6 +241,30 @@ def run_foreground(services, job_id: int) -> dict:
         signal.signal(signal.SIGINT, previous)
 
 
+def settings_line(settings) -> str:
+    """The settings a job runs with, in its log (no secrets: keys never live in Settings)."""
+    from .paths import adapters_dir
+
+    return (f"settings: config {settings.config_file or '(none)'}, db {settings.db_path}, adapters {adapters_dir(settings)}, "
+            f"profile {settings.profile}, model {settings.model}, device {settings.device}")  # fmt: skip
+
+
+class RedactingStream:
+    """A text stream that redacts keys before they reach the job log file (worker stdout/stderr)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        from engine.secrets import redact
+
+        self.stream.write(redact(text))
+        return len(text)
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2 or argv[0] != "run" or not argv[1].isdigit():
@@ -244,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .config import load_settings
     from .factory import build_services
+    from .verbosity import quiet_libraries
+
+    sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
+    quiet_libraries()  # APC_VERBOSE=1 (set by `apc --verbose`) lets library warnings through
 
     services = build_services(load_settings())
     stop = threading.Event()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import ClassVar, Unpack
 
 from engine.backends.hf import keeps_system, to_chat
+from engine.checks import Bounds
 from engine.errors import ConfigError, InputError
 from engine.model_card import TrainingData
 from engine.dpo import pairs_sha256
@@ -30,6 +31,7 @@ class DpoSettings(LoraSettings):
     """DPO + LoRA settings; defaults follow the paper's script (the rest: LoraSettings)."""
 
     kind: ClassVar[str] = "DPO"
+    BOUNDS: ClassVar[dict[str, Bounds]] = {**LoraSettings.BOUNDS, "beta": Bounds(float, 0, 100, lo_open=True, example="0.1 (paper)")}
 
     epochs: float = setting(10.0, "passes over the pairs (paper: 10)")
     learning_rate: float = setting(2e-4, "AdamW learning rate (paper: 2e-4)")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Self, TypedDict, Unpack
 
 from engine.backends.hf import causal_lm_kwargs, hub_offline, keeps_system
+from engine.checks import Bounds, number
 from engine.errors import Cancelled, ConfigError, InputError, ModelError
 from engine.model_card import TrainingData, base_reference, lineage, trainer_config, write_model_card
 
@@ -50,6 +51,21 @@ class LoraSettings:
     default or help, and add their own. One help line per field."""
 
     kind: ClassVar[str] = "LoRA"  # names the run in messages ("DPO setting", "EU training stopped")
+    # the range of every numeric field, checked on construction (CLI flags, the TUI form, a job's
+    # stored config all build this class): a refused value never reaches a worker
+    BOUNDS: ClassVar[dict[str, Bounds]] = {
+        "epochs": Bounds(float, 0, 1000, lo_open=True, example="3"),
+        "learning_rate": Bounds(float, 0, 1, lo_open=True, example="2e-4"),
+        "lora_r": Bounds(int, 1, 4096, none_ok=True, example="16 (CPU) or 128 (GPU)"),
+        "lora_alpha": Bounds(int, 1, 65536, none_ok=True, example="2 x rank"),
+        "lora_dropout": Bounds(float, 0, 1, example="0.05"),
+        "batch_size": Bounds(int, 1, 4096, example="1"),
+        "grad_accum": Bounds(int, 1, 4096, example="8"),
+        "max_length": Bounds(int, 8, 1_000_000, example="1024"),
+        "max_steps": Bounds(int, 1, 10_000_000, special=(-1,), example="-1 (all epochs) or 100"),
+        "save_steps": Bounds(int, 1, 10_000_000, example="50"),
+        "seed": Bounds(int, 0, 2**32 - 1, example="42"),
+    }
 
     epochs: float = setting(3.0, "passes over the training data")
     learning_rate: float = setting(2e-4, "AdamW learning rate")
@@ -65,6 +81,17 @@ class LoraSettings:
     seed: int = setting(42, "random seed")
     use_4bit: bool = setting(False, "QLoRA: load the base in 4-bit NF4 (CUDA + bitsandbytes only)")
     device: str = setting("auto", "auto | cpu | cuda | cuda:N")
+
+    def __post_init__(self) -> None:
+        for name, bounds in self.BOUNDS.items():
+            object.__setattr__(self, name, number(f"{self.kind} setting {name}", getattr(self, name), bounds))
+        for name in ("use_4bit", "weighted"):
+            if hasattr(self, name) and not isinstance(getattr(self, name), bool):
+                raise InputError(f"{self.kind} setting {name} {getattr(self, name)!r}: must be true or false; drop it or pass true")
+        if not isinstance(self.target_modules, str) or not self.target_modules.strip():
+            raise InputError(f"{self.kind} setting target_modules {self.target_modules!r}: must name modules; e.g. all-linear")
+        if not isinstance(self.device, str):
+            raise InputError(f"{self.kind} setting device {self.device!r}: must be text; use auto, cpu, cuda, cuda:N or mps")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -139,6 +139,20 @@ class ApcScore:
         }
 
 
+def _generation_bounds() -> dict:
+    from engine.checks import Bounds
+
+    return {
+        "temperature": Bounds(float, 0, 10, example="0.8 (0 = greedy)"),
+        "top_p": Bounds(float, 0, 1, lo_open=True, example="0.95"),
+        "max_new_tokens": Bounds(int, 1, 32768, example="160"),
+        "seed": Bounds(int, 0, 2**32 - 1, none_ok=True, example="0"),
+    }
+
+
+GENERATION_BOUNDS = _generation_bounds()
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """Sampling settings; one help line per field (shown by the CLI and the TUI form)."""
@@ -147,6 +161,12 @@ class GenerationParams:
     top_p: float = 0.95  # nucleus sampling mass
     max_new_tokens: int = 160  # upper bound on the reply length in tokens
     seed: int | None = None  # fixed seed for reproducible sampling
+
+    def __post_init__(self) -> None:
+        from engine.checks import number
+
+        for name, bounds in GENERATION_BOUNDS.items():
+            object.__setattr__(self, name, number(name.replace("_", "-"), getattr(self, name), bounds))
 
     def to_dict(self) -> dict:
         return {

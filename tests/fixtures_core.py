@@ -19,6 +19,7 @@ SHARED_WIKI = ROOT.parent / "shared" / "data" / "wiki"
 def isolated_env(tmp_path, monkeypatch):
     """No test touches the user's real data dir, config or network hubs."""
     monkeypatch.setenv("APC_DB", str(tmp_path / "apc.db"))
+    (tmp_path / "config.toml").touch()  # an explicit APC_CONFIG must exist
     monkeypatch.setenv("APC_CONFIG", str(tmp_path / "config.toml"))
     monkeypatch.setenv("APC_ADAPTERS_DIR", str(tmp_path / "adapters"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -109,6 +109,7 @@ def test_export_round_trips(services, tmp_path):
             assert data["spec"] == "chara_card_v2"
             assert data["data"]["extensions"]["some_frontend"] == {"color": "teal"}  # unknown extensions kept
         services.characters.delete("Mira Voss")
+        services.characters.purge("Mira Voss")  # a deleted character keeps its name until purged
         services.characters.import_files([out])
         assert [s.text for s in services.characters.get("Mira Voss").statements] == expected, fmt
 

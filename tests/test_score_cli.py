@@ -61,7 +61,7 @@ def test_score_input_errors(cli, statements_file):
     r = cli("score", "-q", QUERY, "-r", "x")
     assert r.code == 2 and "give exactly one of --character NAME or --statements FILE" in r.err
     r = cli("score", "--statements", str(statements_file), "-q", QUERY, "-r", "x", "--profile", "nonsense")
-    assert r.code == 2 and r.err.startswith("error: discriminator profile 'nonsense' is not known") and "Traceback" not in r.err
+    assert r.code == 2 and r.err.startswith("error: --profile 'nonsense': unknown discriminator profile") and "Traceback" not in r.err
 
 
 def test_score_cuda_on_cpu_machine(cli, statements_file, tiny_profile):
@@ -89,7 +89,7 @@ def test_disc_eval_json(cli, tmp_path, tiny_profile):
 def test_disc_eval_bad_row_names_file_and_line(cli, tmp_path):
     data = tmp_path / "rel.jsonl"
     data.write_text('{"character": "A", "statement": "A is.", "query": "q", "label": "yes"}\n{"character": "A"}\n')
-    r = cli("disc", "eval", "--task", "relevance", "--data", str(data), "--profile", "rel=/x,nli=/y")
+    r = cli("disc", "eval", "--task", "relevance", "--data", str(data), "--profile", f"rel={tmp_path},nli={tmp_path}")  # data first
     assert r.code == 2 and f"{data}:2: field 'statement' is missing" in r.err
 
 

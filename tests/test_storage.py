@@ -50,10 +50,12 @@ def test_failed_transaction_leaves_nothing(db_path):
     assert [s.text for s in repo.get("Ann").statements] == ["Ann is a pilot."]
 
 
-def test_delete_cascades(db_path):
+def test_delete_keeps_a_copy_until_purge_cascades(db_path):
     repo = CharacterRepo(Store(db_path))
     repo.upsert("Ann", language="en", source_text="Ann is a pilot.", passages=["Ann is a pilot."], statements=[("Ann is a pilot.", "split", 0)])
     repo.delete("Ann")
+    assert repo.names() == [] and repo.store.db.execute("SELECT COUNT(*) FROM statements").fetchone()[0] == 1
+    repo.purge("Ann")
     assert repo.store.db.execute("SELECT COUNT(*) FROM statements").fetchone()[0] == 0
     assert repo.store.db.execute("SELECT COUNT(*) FROM passages").fetchone()[0] == 0
 

@@ -77,6 +77,7 @@ async def test_worker_failure_is_a_notification_not_a_crash(tui_services, make_t
 
 def test_first_frame_does_not_import_torch(tmp_path):
     """A fresh interpreter builds the app and its first frame; torch & co. stay out of sys.modules."""
+    (tmp_path / "none.toml").touch()  # an APC_CONFIG that names a missing file is refused
     code = textwrap.dedent(
         f"""
         import asyncio, os, sys, time

@@ -55,6 +55,7 @@ def tmux():
 
 def test_apc_runs_in_tmux(tmux, tmp_path):
     apc = Path(sys.executable).parent / "apc"
+    (tmp_path / "none.toml").touch()  # an APC_CONFIG that names a missing file is refused
     command = shlex.quote(str(apc)) if apc.exists() else f"{shlex.quote(sys.executable)} -m apc_tui.cli"
     env = f"APC_DB={shlex.quote(str(tmp_path / 'apc.db'))} APC_CONFIG={shlex.quote(str(tmp_path / 'none.toml'))} TERM=xterm-256color"
     script = f"cd {shlex.quote(str(ROOT))} && env {env} {command}; echo APC-EXIT=$?; sleep 60"

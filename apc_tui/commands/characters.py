@@ -58,6 +58,8 @@ def import_(
             verb = "imported" if r["created"] else "updated"
             drafted = f" ({r['drafted']} drafted from the text: review them with `apc characters show`)" if r["drafted"] else ""
             typer.echo(f"{verb} {r['name']!r} from {Path(r['path']).name} [{r['kind']}]: {r['statements']} statements{drafted}")
+            if not r["created"]:
+                typer.echo(f"  statements: +{r['added']} added / −{r['disabled']} disabled (kept, off) / ={r['kept']} kept")
 
     emit(results, as_json, render)
 
@@ -79,14 +81,40 @@ def delete(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Character name.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    purge: Annotated[bool, typer.Option("--purge", help="Drop an already deleted character for good (no restore).")] = False,
 ) -> None:
-    """Delete a character and everything attached to it (statements, chats, scores, pairs)."""
+    """Delete a character (restorable: `apc characters restore NAME`); shows what goes and asks first."""
     svc = services(ctx).characters
-    svc.get(name)
-    if not yes and not typer.confirm(f"Delete {name!r} and all its data?"):
+    if purge:
+        if not yes and not typer.confirm(f"Drop the deleted character {name!r} for good? This cannot be undone"):
+            raise typer.Exit(1)
+        svc.purge(name)
+        typer.echo(f"purged {name!r}")
+        return
+    from ..services.characters import deletion_summary
+
+    typer.echo(f"{name!r} has {deletion_summary(svc.deletion_counts(name))}.", err=True)
+    if not yes and not typer.confirm(f"Delete {name!r}? (restorable with `apc characters restore`)"):
         raise typer.Exit(1)
     svc.delete(name)
-    typer.echo(f"deleted {name!r}")
+    typer.echo(f"deleted {name!r}; bring it back with `apc characters restore {name!r}`")
+
+
+@app.command("restore")
+def restore(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="Deleted character to bring back (omit to list them).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Bring back a deleted character with everything it had; without NAME, list deleted characters."""
+    svc = services(ctx).characters
+    if name is None:
+        emit(svc.deleted(), as_json, lambda rows: echo_table(
+            rows, [("name", "NAME"), ("language", "LANG"), ("statements", "STATEMENTS"), ("deleted_at", "DELETED")],
+            empty="no deleted characters"))  # fmt: skip
+        return
+    svc.restore(name)
+    emit({"restored": name}, as_json, lambda d: typer.echo(f"restored {name!r}"))
 
 
 @app.command("demo")

@@ -27,6 +27,15 @@ TimeoutOpt = Annotated[
 ]
 
 
+def model_or_setting(ctx: typer.Context, model: str | None, *, trainable: bool = False) -> str:
+    """--model when given, else APC_MODEL / the config's `model` / tiny (settings.model), checked."""
+    from ..validation import check_model_spec
+
+    if model:
+        return check_model_spec(model, trainable=trainable)
+    return check_model_spec(settings(ctx).model, "model (from APC_MODEL or the config)", trainable=trainable)
+
+
 def services(ctx: typer.Context):
     """The Services built once per invocation by the root callback (see factory.build_services)."""
     return ctx.find_root().obj.services()
@@ -40,7 +49,7 @@ def use_timeout(ctx: typer.Context, timeout: float | None) -> None:
     """--timeout: checked, then the HTTP timeout of every model this invocation (and its detached jobs) loads."""
     import os
 
-    from ..config import check_timeout
+    from ..validation import check_timeout
 
     if timeout is None:
         return

@@ -78,7 +78,24 @@ def gather(settings) -> list[dict]:
         checks.append(_check("database", True, f"{settings.db_path}: {len(applied)} migrations applied, {len(pending)} pending (applied on next use)"))
     except Exception as exc:  # noqa: BLE001 - doctor reports every failure as a row
         checks.append(_check("database", False, f"{settings.db_path}: {exc}", "pass --db PATH or set APC_DB to a writable file"))
+    checks.extend(_places(settings))
     return checks
+
+
+def _places(settings) -> list[dict]:
+    """Where this invocation reads its config and keeps its data (per database: jobs, adapters)."""
+    from ..config import config_path
+    from ..paths import adapters_dir, db_path, jobs_dir
+
+    config = settings.config_file or config_path()
+    used = "read" if settings.config_file is not None else "not present, defaults used"
+    explicit = "set by adapters_dir / APC_ADAPTERS_DIR" if settings.adapters_dir is not None else "this database's own"
+    return [
+        _check("config", True, f"{config} ({used})"),
+        _check("data dir", True, str(db_path(settings).parent)),
+        _check("adapters dir", True, f"{adapters_dir(settings)} ({explicit})"),
+        _check("jobs dir", True, f"{jobs_dir(settings)} (job logs and work folders of this database)"),
+    ]
 
 
 def doctor(ctx: typer.Context, as_json: JsonOpt = False) -> None:

@@ -10,15 +10,15 @@ from typing import Annotated
 
 import typer
 
-from .common import CharacterOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, TimeoutOpt, echo_table, emit, services, use_timeout
+from .common import CharacterOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, TimeoutOpt, echo_table, emit, model_or_setting, services, use_timeout
 from .jobs import k_or_setting, run_job
 
 app = typer.Typer(no_args_is_help=True)
 adapters_app = typer.Typer(no_args_is_help=True)
 eu_app = typer.Typer(no_args_is_help=True)
 
-TrainModelOpt = Annotated[str, typer.Option("--model", "-m", help="Base model to train: tiny | hf:ID_OR_PATH.")]
-GenModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model that samples the candidates: tiny | hf:... | openai:...")]
+TrainModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Base model to train: tiny | hf:ID_OR_PATH (default: APC_MODEL / config / tiny).")]
+GenModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model that samples the candidates: tiny | hf:... | openai:... (default: APC_MODEL / config / tiny).")]
 NameOpt = Annotated[str, typer.Option("--name", help="Adapter name (unique), e.g. koishi-dpo-1.")]
 EpochsOpt = Annotated[float | None, typer.Option("--epochs", help="Passes over the data (DPO default 10, EU 3).")]
 LoraROpt = Annotated[int | None, typer.Option("--lora-r", help="LoRA rank (default 128 on GPU, 16 on CPU).")]
@@ -30,6 +30,24 @@ SaveStepsOpt = Annotated[int | None, typer.Option("--save-steps", help="Resumabl
 AccumOpt = Annotated[int | None, typer.Option("--grad-accum", help="Gradient accumulation steps (default 8).")]
 
 
+TINY_MARGIN_NOTE = ("note: the tiny model's replies all score alike, so pairs use --margin 0 (any APC difference); "
+                    "pass --model hf:... for real pairs with the paper's 0.2")  # fmt: skip
+
+
+def pairs_margin(model: str, margin: float | None) -> tuple[float, str]:
+    """(margin, note): --margin, else the paper's 0.2 — or 0 for the tiny model, whose replies all
+    score alike (a 0.2 margin would keep nothing); the note says so up front, with what to pass."""
+    from engine.backends import is_meaningless
+
+    from ..services.training import DEFAULT_MARGIN
+
+    if margin is not None:
+        return margin, ""
+    if is_meaningless(model):
+        return 0.0, TINY_MARGIN_NOTE
+    return DEFAULT_MARGIN, ""
+
+
 def _done_line(row: dict) -> str:
     return f"job {row['id']} done: {row['artifacts']}"
 
@@ -38,11 +56,11 @@ def _done_line(row: dict) -> str:
 def pairs(
     ctx: typer.Context,
     character: CharacterOpt,
-    model: GenModelOpt,
+    model: GenModelOpt = None,
     method: Annotated[str, typer.Option("--method", help="Prompting method: none | lcm | rag.")] = "rag",
     k: KOpt = None,
     max_pairs: Annotated[int, typer.Option("--max", help="Stop after this many kept pairs (paper: ~100).")] = 100,
-    margin: Annotated[float, typer.Option("--margin", help="Keep a pair when |APC(a) - APC(b)| > margin.")] = 0.2,
+    margin: Annotated[float | None, typer.Option("--margin", help="Keep a pair when |APC(a) - APC(b)| > margin (default 0.2; 0 with the tiny model).")] = None,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Upper bound on each reply's length in tokens.")] = 160,
     profile: ProfileOpt = None,
     device: DeviceOpt = None,
@@ -53,8 +71,12 @@ def pairs(
     """Sample two replies per train query, score both with APC, keep pairs that differ by > margin."""
     use_timeout(ctx, timeout)
     svc = services(ctx).training
+    model = model_or_setting(ctx, model)
+    margin, note = pairs_margin(model, margin)
     config, cid = svc.pairs_config(character, model, method=method, k=k_or_setting(ctx, k), max_pairs=max_pairs, margin=margin,
                                    profile=profile, device=device, max_new_tokens=max_new_tokens)  # fmt: skip
+    if note:
+        typer.echo(note, err=True)
     run_job(ctx, "pairs", config, character_id=cid, detach=detach, as_json=as_json,
             render=lambda d: typer.echo(f"{d['pairs_kept']} pairs kept from {d['queries']} queries (job {d['job_id']}); "
                                         f"see `apc dpo list --character {config['character']!r}`"))
@@ -89,6 +111,7 @@ def _train_job(ctx: typer.Context, kind: str, character: str, model: str, name: 
                **settings) -> None:  # fmt: skip
     """Run a `dpo` or `eu` training job; flags left unset (None, False) keep the engine's defaults."""
     settings = {k: v for k, v in settings.items() if v is not None and v is not False}
+    model = model_or_setting(ctx, model, trainable=True)
     config, cid = services(ctx).finetune.train_config(kind, character, model, name, settings)
     run_job(ctx, kind, config, character_id=cid, detach=detach, as_json=as_json, render=_render_adapter)
 
@@ -97,8 +120,8 @@ def _train_job(ctx: typer.Context, kind: str, character: str, model: str, name: 
 def train(
     ctx: typer.Context,
     character: CharacterOpt,
-    model: TrainModelOpt,
     name: NameOpt,
+    model: TrainModelOpt = None,
     epochs: EpochsOpt = None,
     lora_r: LoraROpt = None,
     beta: Annotated[float | None, typer.Option("--beta", help="DPO beta (default 0.1).")] = None,
@@ -183,8 +206,8 @@ def adapters_list(
 def eu_train(
     ctx: typer.Context,
     character: CharacterOpt,
-    model: TrainModelOpt,
     name: NameOpt,
+    model: TrainModelOpt = None,
     epochs: EpochsOpt = None,
     lora_r: LoraROpt = None,
     lr: LrOpt = None,

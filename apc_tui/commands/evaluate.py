@@ -8,7 +8,7 @@ import typer
 
 from engine.errors import InputError
 
-from .common import CharacterOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, TimeoutOpt, echo_table, emit, services, use_timeout
+from .common import CharacterOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, TimeoutOpt, echo_table, emit, model_or_setting, services, use_timeout
 from .jobs import k_or_setting, run_job
 
 MethodsOpt = Annotated[str, typer.Option("--methods", help="Comma list of none, lcm, rag, eu.")]
@@ -41,7 +41,7 @@ def render_results(d: dict) -> None:
 def eval_cmd(
     ctx: typer.Context,
     character: CharacterOpt,
-    model: Annotated[str, typer.Option("--model", "-m", help="Base model spec: tiny | hf:... | openai:...")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Base model spec: tiny | hf:... | openai:... (default: APC_MODEL / config / tiny).")] = None,
     methods: MethodsOpt = "none,lcm,rag",
     adapter: Annotated[str | None, typer.Option("--adapter", help="Also evaluate base + this adapter (see `apc adapters list`).")] = None,
     eu_adapter: Annotated[str | None, typer.Option("--eu-adapter", help="EU adapter for method eu (default: the latest).")] = None,
@@ -58,7 +58,7 @@ def eval_cmd(
     """Generate per method for the eval queries, score with APC, report ΔAPC with a 95% interval."""
     use_timeout(ctx, timeout)
     config, cid = services(ctx).evaluation.eval_config(
-        character, model, _methods(methods), adapter=adapter, eu_adapter=eu_adapter, queries=queries, k=k_or_setting(ctx, k),
+        character, model_or_setting(ctx, model), _methods(methods), adapter=adapter, eu_adapter=eu_adapter, queries=queries, k=k_or_setting(ctx, k),
         profile=profile, device=device, seed=seed, max_new_tokens=max_new_tokens,
     )  # fmt: skip
     run_job(ctx, "eval", config, character_id=cid, detach=detach, as_json=as_json, render=render_results)
@@ -90,14 +90,14 @@ def agreement_cmd(
 def pipeline_cmd(
     ctx: typer.Context,
     character: CharacterOpt,
-    model: Annotated[str, typer.Option("--model", "-m", help="Model to sample pairs with and to train: tiny | hf:ID_OR_PATH.")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model to sample pairs with and to train: tiny | hf:ID_OR_PATH (default: APC_MODEL / config / tiny).")] = None,
     teacher: Annotated[str | None, typer.Option("--teacher", help="Teacher for synthesis (none: use the stored queries).")] = None,
     skip_synth: Annotated[bool, typer.Option("--skip-synth", help="Do not synthesize; use the stored queries.")] = False,
     discriminators: Annotated[bool, typer.Option("--discriminators", help="Train the character's own discriminators first.")] = False,
     method: Annotated[str, typer.Option("--method", help="Prompting method for pairs: none | lcm | rag.")] = "rag",
     k: KOpt = None,
     max_pairs: Annotated[int, typer.Option("--max", help="Pairs to keep.")] = 100,
-    margin: Annotated[float, typer.Option("--margin", help="APC margin for a pair.")] = 0.2,
+    margin: Annotated[float | None, typer.Option("--margin", help="APC margin for a pair (default 0.2; 0 with the tiny model).")] = None,
     epochs: Annotated[float | None, typer.Option("--epochs", help="DPO epochs (default 10).")] = None,
     lora_r: Annotated[int | None, typer.Option("--lora-r", help="LoRA rank.")] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="DPO optimizer steps cap.")] = None,
@@ -115,11 +115,17 @@ def pipeline_cmd(
     use_timeout(ctx, timeout)
     from ..services.pipeline import pipeline_config
 
+    from .dpo import pairs_margin
+
+    model = model_or_setting(ctx, model, trainable=True)
+    margin, note = pairs_margin(model, margin)
     dpo = {"epochs": epochs, "lora_r": lora_r, "max_steps": max_steps}
     config, cid = pipeline_config(services(ctx), character, model, teacher=teacher, skip_synth=skip_synth,
                                   discriminators=discriminators, method=method, k=k_or_setting(ctx, k), max_pairs=max_pairs, margin=margin,
                                   dpo=dpo, eval_methods=tuple(_methods(methods)), eval_queries=queries, name=name,
                                   max_new_tokens=max_new_tokens, profile=profile, device=device)  # fmt: skip
+    if note:
+        typer.echo(note, err=True)
     run_job(ctx, "pipeline", config, character_id=cid, detach=detach, as_json=as_json,
             render=lambda d: render_results({**d["eval"], "notes": d["eval"].get("notes", [])}))
 

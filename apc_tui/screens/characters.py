@@ -30,6 +30,7 @@ class CharactersScreen(WorkbenchScreen):
         Binding("e", "edit_statement", "Edit statement"),
         Binding("space", "toggle_statement", "Enable/disable"),
         Binding("D", "delete", "Delete character", show=False),
+        Binding("R", "restore", "Restore a deleted character", show=False),
         Binding("left", "focus_pane('character-table')", "Characters pane", show=False, priority=True),
         Binding("right", "focus_pane('statement-table')", "Statements pane", show=False, priority=True),
     ]
@@ -139,6 +140,8 @@ class CharactersScreen(WorkbenchScreen):
     @on(DataTable.RowHighlighted, "#character-table")
     def _character_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key.value and event.row_key.value != self.app.character:
+            if event.row_key.value not in self.services.characters.repo.names():
+                return  # a row of a character deleted a moment ago: the reload that follows redraws the list
             self._show_statements(event.row_key.value)
 
     @on(DataTable.RowHighlighted, "#statement-table")
@@ -227,15 +230,38 @@ class CharactersScreen(WorkbenchScreen):
             self.write("enable" if not s.enabled else "disable", self.character, "", s.id)
 
     def action_delete(self) -> None:
-        name = self.character
-        if not name:
-            return
+        if self.character:
+            self._confirm_delete(self.character)
+
+    @work(thread=True, group="characters-write", exit_on_error=False, description="Count what a delete takes")
+    def _confirm_delete(self, name: str) -> None:
+        from ..services.characters import deletion_summary
+
+        summary = deletion_summary(self.services.characters.deletion_counts(name))
 
         def done(yes: bool | None) -> None:
             if yes:
                 self.write("delete", name, "")
 
-        self.app.push_screen(Confirm(f"Delete {name} with its conversations, labels and scores?"), done)
+        question = f"Delete {name}? It has {summary}. (Restorable: R on this screen, or `apc characters restore`.)"
+        self.app.call_from_thread(self.app.push_screen, Confirm(question), done)
+
+    def action_restore(self) -> None:
+        self._ask_restore()
+
+    @work(thread=True, group="characters-write", exit_on_error=False, description="List deleted characters")
+    def _ask_restore(self) -> None:
+        names = [r["name"] for r in self.services.characters.deleted()]
+        if not names:
+            self.app.call_from_thread(self.notify, "no deleted characters", title="Restore")
+            return
+
+        def done(text: str | None) -> None:
+            if text:
+                self.write("restore", text.strip(), "")
+
+        hint = "Deleted: " + ", ".join(names[:10])
+        self.app.call_from_thread(self.app.push_screen, TextPrompt("Restore which character?", names[0], hint=hint), done)
 
     @work(thread=True, group="characters-write", exit_on_error=False, description="Save")
     def write(self, op: str, name: str, text: str, statement_id: int | None = None) -> None:
@@ -250,6 +276,8 @@ class CharactersScreen(WorkbenchScreen):
             svc.delete(name)
             self.app.call_from_thread(setattr, self.app, "character", None)
             name = None
+        elif op == "restore":
+            svc.restore(name)
         self.post_message(self.Changed(name, statement_id))
 
     def on_characters_screen_changed(self, message: Changed) -> None:

@@ -26,9 +26,19 @@ class ImportResult:
     statements: int
     drafted: int
     kind: str
+    added: int = 0  # statements new in this import
+    disabled: int = 0  # statements no longer in the file: disabled, kept
+    kept: int = 0  # statements unchanged (same ids)
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
+
+
+def deletion_summary(counts: dict[str, int]) -> str:
+    """One line: what goes with a character (the CLI prompt and the TUI dialog say the same)."""
+    paid = f"{counts['teacher_calls']} teacher calls ({counts['teacher_tokens']} tokens paid for)"
+    return (f"{counts['statements']} statements, {counts['conversations']} conversations with {counts['messages']} messages, "
+            f"{counts['labels']} labels, {counts['pairs']} training pairs, {paid}")  # fmt: skip
 
 
 class CharacterService:
@@ -43,7 +53,7 @@ class CharacterService:
         parsed = [(p, c) for p in paths for c in read_character_file(p, name=name, language=language)]
         results = []
         for path, c in parsed:
-            _, created = self.repo.upsert(
+            change = self.repo.import_character(
                 c.name,
                 language=c.language,
                 source_text=c.source_text,
@@ -54,7 +64,8 @@ class CharacterService:
                 art=c.art,
             )
             results.append(
-                ImportResult(str(path), c.name, created, len(c.statements), sum(1 for _, o, _ in c.statements if o == "split"), c.kind)
+                ImportResult(str(path), c.name, change.created, len(c.statements), sum(1 for _, o, _ in c.statements if o == "split"),
+                             c.kind, change.added, change.disabled, change.kept)  # fmt: skip
             )
         return results
 
@@ -86,8 +97,21 @@ class CharacterService:
         art = self.repo.art(character.id) if fmt == "card-png" else None
         return export_character(character, fmt, out, art=art, created_at=created)
 
+    def deletion_counts(self, name: str) -> dict[str, int]:
+        return self.repo.deletion_counts(name)
+
     def delete(self, name: str) -> None:
+        """Soft delete: restorable with `restore` until purged."""
         self.repo.delete(name)
+
+    def deleted(self) -> list[dict]:
+        return self.repo.deleted()
+
+    def restore(self, name: str) -> None:
+        self.repo.restore(name)
+
+    def purge(self, name: str) -> None:
+        self.repo.purge(name)
 
     def add_statement(self, name: str, text: str) -> int:
         return self.repo.add_statement(name, text)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.errors import InputError
-from engine.types import GenerationParams
+from engine.types import GenerationParams, Turn
 
 from ..storage import Store
 from ..storage.characters import CharacterRepo
@@ -98,29 +98,35 @@ class ChatService:
             conversation_id = parent["conversation_id"]
             if parent["role"] == "user":  # branching from a user turn: a new user sibling
                 parent_id = parent["parent_id"]
-        created = conversation_id is None
+        self._check_options(options)
         if conversation_id is None:
             if not character:
                 raise InputError("give --character for a new conversation (or --conversation ID to continue one)")
-            conversation_id = self.new_conversation(character, title=query[:60])
+            character_id = self.characters.row(character)["id"]
         else:
             self._check_character(conversation_id, character)
+            character_id = self.repo.row(conversation_id)["character_id"]
             if not explicit_parent:
                 parent_id = self.repo.latest_leaf(conversation_id)
-        user_id = self.repo.add_user(conversation_id, parent_id, query)
-        try:
-            return self._sample(conversation_id, user_id, options, on_delta, progress)
-        except BaseException:  # a failed or interrupted (Ctrl-C) turn leaves no user message without replies
-            self.repo.discard_turn(user_id, conversation_id if created else None)
-            raise
+        history = [*self.repo.turns(parent_id), Turn("user", query)]
+        # generate first, store after: a refused or failed turn leaves no conversation and no user message
+        sampled = self._generate(character_id, history, options, on_delta, progress)
+        with self.store.transaction():
+            if conversation_id is None:
+                conversation_id = self.repo.create(character_id, query[:60])
+            user_id = self.repo.add_user(conversation_id, parent_id, query)
+            return self._store(conversation_id, user_id, sampled)
 
     def regenerate(self, user_message_id: int, options: ChatOptions = ChatOptions(), *, on_delta=None, progress=None) -> dict:
         """More candidates for an existing user turn (new siblings of its replies)."""
+        self._check_options(options)
         m = self.repo.message(user_message_id)
         if m["role"] != "user":
             user_message_id = m["parent_id"]  # given a candidate: regenerate its turn
             m = self.repo.message(user_message_id)
-        return self._sample(m["conversation_id"], user_message_id, options, on_delta, progress)
+        character_id = self.repo.row(m["conversation_id"])["character_id"]
+        sampled = self._generate(character_id, self.repo.turns(user_message_id), options, on_delta, progress)
+        return self._store(m["conversation_id"], user_message_id, sampled)
 
     def branch(self, message_id: int, query: str, options: ChatOptions = ChatOptions(), *, on_delta=None, progress=None) -> dict:
         """A new user turn after an assistant message, or an alternative to a user message."""
@@ -151,29 +157,44 @@ class ChatService:
         if character and self.characters.row(character)["id"] != conv["character_id"]:
             raise InputError(f"conversation {conversation_id} is with another character; drop --character or start a new one")
 
-    def _sample(self, conversation_id: int, user_id: int, options: ChatOptions, on_delta=None, progress=None) -> dict:
+    def _check_options(self, options: ChatOptions) -> None:
+        """Every option checked before anything loads or is stored (the CLI checks its flags earlier still)."""
+        from ..validation import NUMBER_BOUNDS, check_device, check_method, check_model_spec, check_profile
+        from engine.checks import number
+
+        number("--n", options.n, NUMBER_BOUNDS["--n"])
+        check_method(options.method or self.settings.method)
+        number("--k", options.k if options.k is not None else self.settings.k, NUMBER_BOUNDS["--k"])
+        check_model_spec(options.model or self.settings.model)
+        if options.profile:
+            check_profile(options.profile)
+        if options.device:
+            check_device(options.device)
+
+    def _generate(self, character_id: int, history: list, options: ChatOptions, on_delta=None, progress=None) -> dict:
+        """Sample and score n candidates for `history` (ending with the user turn); writes nothing."""
         from engine.chat import respond, respond_streaming
 
-        conv = self.repo.row(conversation_id)
-        character = self.characters.get_by_id(conv["character_id"])
+        character = self.characters.get_by_id(character_id)
         method = options.method or self.settings.method
         k = options.k if options.k is not None else self.settings.k
-        if options.n < 1:
-            raise InputError(f"--n {options.n}: sample at least one candidate")
         model = self.models.get(options.model, options.device, **options.model_opts())
         needs_scorer = options.score or method == "rag"
         scorer = self.scoring.scorer(options.profile, options.device) if needs_scorer and character.enabled_statements else None
-        history = self.repo.turns(user_id)
-        args = (model, character, history, method, k, options.n, options.params, scorer if needs_scorer else None)
+        args = (model, character, list(history), method, k, options.n, options.params, scorer if needs_scorer else None)
         if on_delta is None:  # the CLI: n candidates in one generation call
             candidates = respond(*args)
         else:
             candidates = respond_streaming(*args, on_delta=on_delta, progress=progress)
         if not options.score:
             candidates = [_without_score(c) for c in candidates]
+        return {"character": character, "model": model, "method": method, "k": k, "candidates": candidates, "query": history[-1].content}
+
+    def _store(self, conversation_id: int, user_id: int, sampled: dict) -> dict:
+        character, model, method, k, candidates = (sampled[x] for x in ("character", "model", "method", "k", "candidates"))
         enabled = character.enabled_statements
         ids = self.repo.add_candidates(
-            conversation_id, user_id, candidates, k=k if method == "rag" else None, query=history[-1].content,
+            conversation_id, user_id, candidates, k=k if method == "rag" else None, query=sampled["query"],
             character_id=character.id, statement_ids=[s.id for s in enabled],
         )  # fmt: skip
         return {

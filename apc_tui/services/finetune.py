@@ -32,12 +32,17 @@ class FinetuneService:
         from engine.dpo_train import DpoSettings
         from engine.eu_train import EuSettings
 
+        from ..validation import check_model_spec
+
         if not _NAME.match(name or ""):
             raise InputError(f"adapter name {name!r}: use letters, digits, . _ - (up to 80), e.g. koishi-dpo-1")
         if self.adapters.exists(name):
             raise InputError(f"an adapter named {name!r} exists already; pick another --name")
-        if model.startswith("openai:"):
-            raise InputError(f"--model {model}: an API model cannot be fine-tuned here; use tiny or hf:ID_OR_PATH")
+        out = self.out_dir(name)
+        if out.exists():
+            raise InputError(f"adapter name {name!r}: {out} already exists on disk (made by another database or run); "
+                             "pick another --name, or move that folder away")  # fmt: skip
+        model = check_model_spec(model or self.services.settings.model, "--model", trainable=True)
         cls = DpoSettings if kind == "dpo" else EuSettings
         settings = {k: v for k, v in settings.items() if v is not None}
         settings.setdefault("device", self.services.settings.device)
@@ -93,7 +98,9 @@ class FinetuneService:
         return {"adapter": row["name"], "adapter_id": row["id"], "spec": self.spec_for(row), "metrics": adapter_to_dict(row)["metrics"]}
 
     def out_dir(self, name: str) -> Path:
-        return Path(self.services.settings.adapters_dir).expanduser() / name
+        from ..paths import adapters_dir
+
+        return adapters_dir(self.services.settings) / name
 
 
 def _train_hooks(ctx) -> dict:

@@ -139,7 +139,9 @@ def run_disc_train_job(services, ctx) -> dict:
     from ..storage.characters import CharacterRepo
 
     cid = CharacterRepo(services.store).row(cfg["character"])["id"]
-    out_root = Path(services.settings.adapters_dir).expanduser() / "discriminators" / f"job-{ctx.job_id}"
+    from ..paths import adapters_dir
+
+    out_root = adapters_dir(services.settings) / "discriminators" / f"job-{ctx.job_id}"
     paths = {}
     for task in ("relevance", "nli"):
         ctx.check_stop()

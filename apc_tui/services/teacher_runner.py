@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from engine.backends import complete
 from engine.concurrency import imap_unordered
 from engine.errors import ApcError, Cancelled, ModelError
+from engine.secrets import redact
 from engine.synthesis import ReplyError
 from engine.types import GenerationParams, Turn
 
@@ -88,6 +89,7 @@ def run_items(
     started = time.monotonic()
 
     def record_problem(item: WorkItem, status: str, error: str, raw: str | None, comp=None) -> None:
+        error = redact(error)  # a server may echo the key back; the summary and the stored row both show this
         call = CallRecord(stage, item.key, teacher.spec, status, raw, error[:2000],
                           getattr(comp, "prompt_tokens", 0), getattr(comp, "completion_tokens", 0))  # fmt: skip
         repo.record(character_id, call)

@@ -43,16 +43,31 @@ class TrainingService:
 
     # -- configs for jobs --------------------------------------------------------------------
     def pairs_config(self, character: str, model: str, *, method: str = "rag", k: int = 5, max_pairs: int = 100,
-                     margin: float = DEFAULT_MARGIN, profile: str | None = None, device: str | None = None,
+                     margin: float | None = None, profile: str | None = None, device: str | None = None,
                      temperature: float = 0.8, max_new_tokens: int = 160) -> tuple[dict, int]:  # fmt: skip
-        """(job config, character id) for a `pairs` job, checked before anything is queued."""
-        from engine.rag import check_method
+        """(job config, character id) for a `pairs` job, checked before anything is queued.
 
+        model "" / None: the configured model; margin None: the paper's 0.2, or 0 for the tiny
+        model (its replies all score alike, so 0.2 would keep nothing)."""
+        from engine.backends import is_meaningless
+        from engine.rag import check_method
+        from engine.types import GenerationParams
+
+        from ..validation import check_model_spec
+
+        model = check_model_spec(model or self.services.settings.model)
+        if margin is None:
+            margin = 0.0 if is_meaningless(model) else DEFAULT_MARGIN
+        GenerationParams(temperature=temperature, max_new_tokens=max_new_tokens)  # refuses bad values now
         check_method(method, k)
         if method == "eu":
             raise InputError("pairs with method eu: give --model hf:BASE+lora:EU_ADAPTER and --method none instead")
-        if margin < 0 or max_pairs < 1:
-            raise InputError(f"--margin {margin} / --max {max_pairs}: margin must be >= 0 and max >= 1")
+        from engine.checks import number
+
+        from ..validation import NUMBER_BOUNDS
+
+        margin = number("--margin", margin, NUMBER_BOUNDS["--margin"])
+        max_pairs = number("--max", max_pairs, NUMBER_BOUNDS["--max"])
         row = self.characters.row(character)
         s = self.services.settings
         config = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 
 from engine.errors import InputError
 from engine.types import Character
@@ -12,13 +13,24 @@ from .convert import character_from_row, statement_from_row
 from .db import Store, now
 
 
+@dataclass(frozen=True)
+class StatementChange:
+    """What an import did to a character's statements."""
+
+    character_id: int
+    created: bool
+    added: int
+    disabled: int
+    kept: int
+
+
 class CharacterRepo:
     def __init__(self, store: Store):
         self.store = store
 
     # -- reads -------------------------------------------------------------------------
     def names(self) -> list[str]:
-        return [r["name"] for r in self.store.db.query("SELECT name FROM characters ORDER BY name")]
+        return [r["name"] for r in self.store.db.query("SELECT name FROM characters WHERE deleted_at IS NULL ORDER BY name")]
 
     def summaries(self) -> list[dict]:
         """One row per character: counts and the latest APC score, for lists."""
@@ -29,12 +41,14 @@ class CharacterRepo:
                (SELECT COUNT(*) FROM passages p WHERE p.character_id = c.id) AS passages,
                (SELECT a.delta_apc FROM apc_scores a WHERE a.character_id = c.id ORDER BY a.id DESC LIMIT 1) AS last_delta_apc,
                c.updated_at
-        FROM characters c ORDER BY c.name
+        FROM characters c WHERE c.deleted_at IS NULL ORDER BY c.name
         """
         return list(self.store.db.query(sql))
 
     def row(self, name: str) -> dict:
         rows = list(self.store.db.query("SELECT * FROM characters WHERE name = ?", [name]))
+        if rows and rows[0]["deleted_at"] is not None:
+            raise InputError(f"character {name!r} was deleted; bring it back with `apc characters restore {name!r}`")
         if not rows:
             known = ", ".join(self.names()[:8]) or "none yet: run `apc characters import FILE`"
             raise InputError(f"no character named {name!r} (known: {known})")
@@ -76,16 +90,37 @@ class CharacterRepo:
         source_file: str | None = None,
         art: bytes | None = None,
     ) -> tuple[int, bool]:
-        """Create or update a character in one transaction; returns (id, created).
+        """Create or update a character in one transaction; returns (id, created). See `import_character`."""
+        change = self.import_character(name, language=language, source_text=source_text, passages=passages,
+                                       statements=statements, card=card, source_file=source_file, art=art)  # fmt: skip
+        return change.character_id, change.created
 
-        statements: (text, origin, passage index or None). Re-importing keeps statement ids
-        (so scores and labels stay attached), adds new ones and disables none: statements the
-        user added by hand survive a re-import. `art` (a card PNG's image) replaces the stored art;
-        None keeps it, so re-importing the JSON of a PNG-imported card keeps its art.
+    def import_character(
+        self,
+        name: str,
+        *,
+        language: str,
+        source_text: str,
+        passages: list[str],
+        statements: list[tuple[str, str, int | None]],
+        card: dict | None = None,
+        source_file: str | None = None,
+        art: bytes | None = None,
+    ) -> StatementChange:
+        """Create or update a character in one transaction: re-import means replace.
+
+        statements: (text, origin, passage index or None). The enabled statement set becomes the
+        file's: unchanged statements keep their ids (scores and labels stay attached), new ones are
+        added, and statements no longer in the file are disabled (kept, for the scores and labels
+        that refer to them). `art` (a card PNG's image) replaces the stored art; None keeps it,
+        so re-importing the JSON of a PNG-imported card keeps its art.
         """
         ts = now()
         with self.store.transaction() as db:
-            existing = list(db.query("SELECT id FROM characters WHERE name = ?", [name]))
+            existing = list(db.query("SELECT id, deleted_at FROM characters WHERE name = ?", [name]))
+            if existing and existing[0]["deleted_at"] is not None:
+                raise InputError(f"character {name!r} was deleted; run `apc characters restore {name!r}` first, "
+                                 f"or `apc characters delete {name!r} --purge` to drop it for good")  # fmt: skip
             fields = {
                 "language": language,
                 "source_text": source_text,
@@ -99,13 +134,13 @@ class CharacterRepo:
             else:
                 cid = db["characters"].insert({"name": name, "created_at": ts, **fields}).last_pk
             passage_ids = self._replace_passages(db, cid, passages)
-            self._merge_statements(db, cid, statements, passage_ids, ts)
+            added, disabled, kept = self._merge_statements(db, cid, statements, passage_ids, ts)
             if art is not None:
                 db.execute(
                     "INSERT OR REPLACE INTO character_art (character_id, png, sha256, updated_at) VALUES (?, ?, ?, ?)",
                     [cid, art, hashlib.sha256(art).hexdigest(), ts],
                 )
-        return cid, not existing
+        return StatementChange(cid, not existing, added, disabled, kept)
 
     def art(self, character_id: int) -> bytes | None:
         """The art kept from the character's card PNG, or None."""
@@ -125,20 +160,31 @@ class CharacterRepo:
         db.execute("DELETE FROM passages WHERE character_id = ? AND position >= ?", [cid, len(passages)])
         return ids
 
-    def _merge_statements(self, db, cid, statements, passage_ids, ts) -> None:
-        have = {r["text"]: r for r in db.query("SELECT id, text FROM statements WHERE character_id = ?", [cid])}
+    def _merge_statements(self, db, cid, statements, passage_ids, ts) -> tuple[int, int, int]:
+        """(added, disabled, kept): the enabled set becomes `statements`."""
+        have = {r["text"]: r for r in db.query("SELECT id, text, enabled FROM statements WHERE character_id = ?", [cid])}
         next_pos = (db.execute("SELECT COALESCE(MAX(position), -1) FROM statements WHERE character_id = ?", [cid]).fetchone()[0]) + 1
+        added = kept = 0
+        wanted: set[str] = set()
         for text, origin, pidx in statements:
+            if text in wanted:
+                continue
+            wanted.add(text)
             pid = passage_ids[pidx] if pidx is not None and pidx < len(passage_ids) else None
             if text in have:
-                if pid is not None:
-                    db["statements"].update(have[text]["id"], {"passage_id": pid})
+                fields = {"enabled": 1} | ({"passage_id": pid} if pid is not None else {})
+                db["statements"].update(have[text]["id"], fields)
+                kept += 1
                 continue
             db["statements"].insert(
                 {"character_id": cid, "position": next_pos, "text": text, "passage_id": pid, "origin": origin, "enabled": 1, "created_at": ts}
             )
-            have[text] = {"id": None, "text": text}
+            added += 1
             next_pos += 1
+        gone = [r["id"] for text, r in have.items() if text not in wanted and r["enabled"]]
+        for sid in gone:
+            db["statements"].update(sid, {"enabled": 0})
+        return added, len(gone), kept
 
     def add_teacher_rows(self, name: str, rows: list[dict], teacher: str) -> int:
         """Shipped teacher rows ({statement, query, entailed, neutral, contradicted}) -> queries + NLI labels.
@@ -171,8 +217,47 @@ class CharacterRepo:
                         added += cur.rowcount
         return added
 
-    def delete(self, name: str) -> None:
+    def deletion_counts(self, name: str) -> dict[str, int]:
+        """What `delete` takes away with the character (shown before asking)."""
         cid = self.row(name)["id"]
+        one = lambda sql: self.store.db.execute(sql, [cid]).fetchone()[0]  # noqa: E731
+        return {
+            "statements": one("SELECT COUNT(*) FROM statements WHERE character_id = ?"),
+            "conversations": one("SELECT COUNT(*) FROM conversations WHERE character_id = ?"),
+            "messages": one("SELECT COUNT(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE c.character_id = ?"),
+            "labels": one("SELECT COUNT(*) FROM preferences WHERE character_id = ?"),
+            "pairs": one("SELECT COUNT(*) FROM preference_pairs WHERE character_id = ?"),
+            "teacher_calls": one("SELECT COUNT(*) FROM teacher_calls WHERE character_id = ?"),
+            "teacher_tokens": one("SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM teacher_calls WHERE character_id = ?"),
+        }
+
+    def delete(self, name: str) -> None:
+        """Soft delete: hidden everywhere, everything kept until `restore` or `purge`."""
+        cid = self.row(name)["id"]
+        with self.store.transaction() as db:
+            db["characters"].update(cid, {"deleted_at": now()})
+
+    def deleted(self) -> list[dict]:
+        sql = """SELECT c.id, c.name, c.language, c.deleted_at,
+                        (SELECT COUNT(*) FROM statements s WHERE s.character_id = c.id) AS statements
+                 FROM characters c WHERE c.deleted_at IS NOT NULL ORDER BY c.deleted_at DESC"""
+        return list(self.store.db.query(sql))
+
+    def _deleted_row(self, name: str) -> dict:
+        rows = list(self.store.db.query("SELECT * FROM characters WHERE name = ? AND deleted_at IS NOT NULL", [name]))
+        if not rows:
+            listed = ", ".join(r["name"] for r in self.deleted()[:8]) or "none"
+            raise InputError(f"no deleted character named {name!r} (deleted: {listed}); list them with `apc characters restore`")
+        return rows[0]
+
+    def restore(self, name: str) -> None:
+        cid = self._deleted_row(name)["id"]
+        with self.store.transaction() as db:
+            db["characters"].update(cid, {"deleted_at": None, "updated_at": now()})
+
+    def purge(self, name: str) -> None:
+        """Drop a deleted character and everything attached to it, for good."""
+        cid = self._deleted_row(name)["id"]
         with self.store.transaction() as db:
             db.execute("DELETE FROM characters WHERE id = ?", [cid])
 

@@ -27,7 +27,7 @@ class ConversationRepo:
         return rows[0]
 
     def summaries(self, character_id: int | None = None, limit: int = 50) -> list[dict]:
-        where = "WHERE c.character_id = ?" if character_id is not None else ""
+        where = "WHERE ch.deleted_at IS NULL" + (" AND c.character_id = ?" if character_id is not None else "")
         sql = f"""
         SELECT c.id, c.title, ch.name AS character, c.created_at,
                (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS messages,

@@ -55,8 +55,11 @@ class Store:
 
     # -- connections -------------------------------------------------------------------
     def _connect(self) -> sqlite_utils.Database:
+        from ..paths import private_file
+
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                private_file(self.path)  # owner-only: 0600 file in 0700 folders it creates
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")

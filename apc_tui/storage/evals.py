@@ -35,10 +35,10 @@ class EvalRepo:
         return rows[0]
 
     def runs(self, character_id: int | None = None, limit: int = 20) -> list[dict]:
-        sql = "SELECT r.*, c.name AS character FROM eval_runs r JOIN characters c ON c.id = r.character_id"
+        sql = "SELECT r.*, c.name AS character FROM eval_runs r JOIN characters c ON c.id = r.character_id WHERE c.deleted_at IS NULL"
         args: list = []
         if character_id is not None:
-            sql += " WHERE r.character_id = ?"
+            sql += " AND r.character_id = ?"
             args.append(character_id)
         return list(self.store.db.query(sql + " ORDER BY r.id DESC LIMIT ?", [*args, limit]))
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.errors import InputError
+from engine.secrets import redact
 
 from .db import Store, now
 
@@ -115,7 +116,7 @@ class JobRepo:
 
     def log(self, job_id: int, message: str, level: str = "info") -> None:
         with self.store.transaction() as db:
-            db["job_logs"].insert({"job_id": job_id, "ts": now(), "level": level, "message": message})
+            db["job_logs"].insert({"job_id": job_id, "ts": now(), "level": level, "message": redact(message)})
 
     def metrics_add(self, job_id: int, step: int, values: dict[str, float]) -> None:
         """Upsert: a resumed job may log a step again."""
@@ -132,7 +133,7 @@ class JobRepo:
 
     def finish(self, job_id: int, status: str, *, error: str | None = None, artifacts: dict | None = None) -> None:
         assert status in FINISHED, status
-        fields = {"status": status, "error": error, "finished_at": now(), "pid": None}
+        fields = {"status": status, "error": redact(error), "finished_at": now(), "pid": None}
         if status == "done":
             fields["progress"] = 1.0
         if artifacts is not None:

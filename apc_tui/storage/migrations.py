@@ -277,6 +277,19 @@ def m002_eval_sample_parts(db: sqlite_utils.Database) -> None:
 
 
 @migration
+def m003_character_soft_delete(db: sqlite_utils.Database) -> None:
+    """`characters delete` keeps a restorable copy: the row is marked deleted (with everything
+    attached to it left in place) until `characters restore` or `characters delete --purge`."""
+    execute_script(
+        db,
+        """
+        ALTER TABLE characters ADD COLUMN deleted_at TEXT;
+        CREATE INDEX characters_deleted ON characters(deleted_at)
+        """,
+    )
+
+
+@migration
 def m006_character_art(db: sqlite_utils.Database) -> None:
     """The art of a character imported from a card PNG (the PNG without its card chunks), reused by
     `card-png` exports; adapters keep their full lineage (resolved hyperparameters, library versions)."""

@@ -135,7 +135,8 @@ class PairRepo:
             db.execute("DELETE FROM preferences WHERE id = ?", [preference_id])
 
     def preferences(self, character_id: int | None = None) -> list[dict]:
-        sql = "SELECT * FROM preferences" + (" WHERE character_id = ?" if character_id is not None else "") + " ORDER BY id"
+        sql = ("SELECT * FROM preferences" + (" WHERE character_id = ?" if character_id is not None else
+               " WHERE character_id IN (SELECT id FROM characters WHERE deleted_at IS NULL)") + " ORDER BY id")  # fmt: skip
         return list(self.store.db.query(sql, [character_id] if character_id is not None else []))
 
     # -- messages (conversation trees) ----------------------------------------------------------

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.secrets import redact
+
 from .db import Store, now
 
 
@@ -36,6 +38,7 @@ class TeacherRepo:
 
     def record(self, character_id: int, call: CallRecord, db=None) -> None:
         row = {"character_id": character_id, "created_at": now(), **call.__dict__}
+        row["raw_reply"], row["error"] = redact(row["raw_reply"]), redact(row["error"])  # a server may echo the key
         if db is not None:
             db["teacher_calls"].insert(row)
             return
