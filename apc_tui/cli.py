@@ -85,7 +85,29 @@ def command():
 
         _COMMAND = typer.main.get_command(app)
         install(_COMMAND)
+        _report_interrupts(_COMMAND)
     return _COMMAND
+
+
+def _report_interrupts(command) -> None:
+    """Typer turns a Ctrl-C inside a command into a silent exit 130; re-raise it as Abort (chained to
+    the KeyboardInterrupt) so `run` prints the one `interrupted` line."""
+    import functools
+
+    def wrap(callback):
+        @functools.wraps(callback)
+        def run_callback(*args, **kwargs):
+            try:
+                return callback(*args, **kwargs)
+            except KeyboardInterrupt as exc:
+                raise typer.Abort() from exc
+
+        return run_callback
+
+    if command.callback is not None:
+        command.callback = wrap(command.callback)
+    for sub in (getattr(command, "commands", None) or {}).values():
+        _report_interrupts(sub)
 
 
 def run(args: list[str]) -> int:

@@ -106,6 +106,7 @@ def test_v3_card_stays_v3_and_keeps_every_field(services, tmp_path):
             assert first["data"][key] == value, key  # every field, lorebook and unknown data field included
     assert first["data"]["creation_date"] == 1700000000  # never rewritten
     services.characters.delete("Ines Corvo")
+    services.characters.purge("Ines Corvo")
     services.characters.import_files([tmp_path / "out1.json"])
     second = json.loads(services.characters.export("Ines Corvo", "card", tmp_path / "out2.json").read_text())
     assert without(second["data"], "modification_date") == without(first["data"], "modification_date")
@@ -138,6 +139,7 @@ def test_card_png_writes_both_chunks_on_the_imported_art(services, tmp_path):
 
     # round trip through the exported PNG: ccv3 is read, the art and statements stay
     services.characters.delete("Ines Corvo")
+    services.characters.purge("Ines Corvo")
     services.characters.import_files([out])
     again = services.characters.export("Ines Corvo", "card-png", tmp_path / "again.png")
     img2, cards2 = png_cards(again)
@@ -160,6 +162,7 @@ def test_v2_png_art_kept_and_plain_image_without_art(services, tmp_path):
     assert "Character Card V3" not in cards["chara"]["data"]["creator_notes"]  # a V2 card is no V3 backfill
     cid = services.characters.repo.row("Pia Holm")["id"]
     services.characters.delete("Pia Holm")
+    services.characters.purge("Pia Holm")
     assert services.characters.repo.art(cid) is None  # the art goes with its character
 
     (tmp_path / "plain.json").write_text(json.dumps({"name": "Pia Holm", "statements": ["Pia Holm rows."]}))
@@ -184,6 +187,7 @@ def test_v1_card_and_unknown_top_level_fields_survive(services, tmp_path):
             assert first["data"][key] == value, key
     assert "avatar" not in first["data"]
     services.characters.delete("Odo Brand")
+    services.characters.purge("Odo Brand")
     services.characters.import_files([tmp_path / "odo_out.json"])
     second = json.loads(services.characters.export("Odo Brand", "card", tmp_path / "odo_again.json").read_text())
     assert second == first

@@ -114,10 +114,12 @@ def test_timeout_setting_from_env_and_config(tmp_path):
     from apc_tui.config import load_settings
     from engine.errors import ConfigError
 
-    assert load_settings(tmp_path / "none.toml", {"APC_TIMEOUT": "7.5"}).timeout == 7.5
+    empty = tmp_path / "empty.toml"
+    empty.write_text("", encoding="utf-8")
+    assert load_settings(empty, {"APC_TIMEOUT": "7.5"}).timeout == 7.5
     cfg = tmp_path / "c.toml"
     cfg.write_text("timeout = 30\n", encoding="utf-8")
     assert load_settings(cfg, {}).timeout == 30.0
     for bad in ("abc", "0", "-3", "nan", "inf"):
         with pytest.raises(ConfigError, match="'timeout' .* not a positive number of seconds"):
-            load_settings(tmp_path / "none.toml", {"APC_TIMEOUT": bad})
+            load_settings(empty, {"APC_TIMEOUT": bad})
