@@ -18,3 +18,7 @@ REGISTRY.extend([jobs.register, dpo.register, evaluate.register])
 from . import synth  # noqa: E402  (teacher synthesis)
 
 REGISTRY.append(synth.register)
+
+from . import labels  # noqa: E402  (teach the scorer: human labels, rescore)
+
+REGISTRY.append(labels.register)
