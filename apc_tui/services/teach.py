@@ -62,10 +62,11 @@ class TeachService:
         for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
+            where = f"{path}:{lineno}: "
             try:
-                rows.append(self._check(row["id"], _row_input(line, row["name"]), f"{path}:{lineno}: "))
+                rows.append(self._check(row["id"], _row_input(line, row["name"]), where))
             except InputError as exc:
-                errors.append(str(exc))
+                errors.append(str(exc) if str(exc).startswith(where) else where + str(exc))
         if errors:
             more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
             raise InputError(f"{len(errors)} bad row(s), nothing imported: " + " | ".join(errors[:5]) + more)
@@ -221,3 +222,86 @@ def read_examples(path: Path) -> dict:
             items.append((item, labels.index(r["label"])))
         out[task] = items
     return out
+
+
+# -- from the TUI: verdicts on a candidate, and the teach queue ----------------------------------------
+def label_message(services, message_id: int, statement: str, task: str, label: str, *, source: str = "why",
+                  annotator: str | None = None) -> dict:  # fmt: skip
+    """Store a human verdict on `statement` for a stored candidate (its query is the user turn it answers)."""
+    from ..storage.conversations import ConversationRepo
+
+    repo = ConversationRepo(services.store)
+    message = repo.message(message_id)
+    if message["role"] != "assistant" or message["parent_id"] is None:
+        raise InputError(f"message {message_id} is not a candidate reply; mark verdicts on a reply")
+    query = repo.message(message["parent_id"])["content"]
+    character = services.teach.characters.get_by_id(repo.row(message["conversation_id"])["character_id"]).name
+    verdict = LabelInput(task, statement, query, label, message["content"] if task == "nli" else "", message_id)
+    return services.teach.add_label(character, verdict, source=source, annotator=annotator)
+
+
+def teach_queue(services, character: str, *, annotator: str | None = None, limit: int = 200) -> list[dict]:
+    """Per-statement verdicts worth a human look first, over the character's scored sibling pairs.
+
+    Pairs where APC and the latest human preference disagree come first; within each group,
+    priority = uncertainty x influence: uncertainty is the largest normalised entropy among the
+    statement's relevance verdict and the two replies' NLI verdicts; influence is how much the
+    statement moves the pair's ΔAPC gap (|Δterm A - Δterm B|). Statements whose verdicts the
+    annotator has all given are left out."""
+    from itertools import combinations
+
+    from ..storage.pairs import PairRepo
+    from ..storage.scores import ScoreRepo
+
+    teach = services.teach
+    cid = teach.characters.row(character)["id"]
+    who = annotator or services.settings.annotator
+    pairs_repo, scores_repo = PairRepo(services.store), ScoreRepo(services.store)
+    done = {(r["task"], r["statement"], r["query"], r["response"]) for r in teach.labels.list(cid) if r["annotator"] == who}
+    human: dict[tuple[int, int], str] = {}
+    for p in pairs_repo.preferences(cid):  # oldest first: the latest choice wins
+        a, b = p["message_a_id"], p["message_b_id"]
+        human[(min(a, b), max(a, b))] = {"a": str(a), "b": str(b)}.get(p["choice"], "")
+    items = []
+    for group in pairs_repo.sibling_groups(cid):
+        scores = scores_repo.latest_for_messages([m["id"] for m in group])
+        query = pairs_repo.message(group[0]["parent_id"])["content"]
+        for a, b in combinations(group, 2):
+            sa, sb = scores.get(a["id"]), scores.get(b["id"])
+            if sa is None or sb is None or sa.profile != sb.profile:
+                continue
+            preferred = human.get((min(a["id"], b["id"]), max(a["id"], b["id"])), "")
+            apc_pick = str(a["id"] if sa.apc > sb.apc else b["id"]) if sa.apc != sb.apc else ""
+            disagree = bool(preferred and apc_pick and preferred != apc_pick)
+            by_b = {t.statement: t for t in sb.terms}
+            for ta in sa.terms:
+                tb = by_b.get(ta.statement)
+                if tb is None:
+                    continue
+                influence = abs(ta.delta_term - tb.delta_term)
+                uncertainty = max(_entropy((1 - ta.p_yes, ta.p_yes)), _entropy(_nli(ta)), _entropy(_nli(tb)))
+                todo = [k for k in (("relevance", ""), ("nli", a["content"]), ("nli", b["content"]))
+                        if (k[0], ta.statement, query, k[1]) not in done]  # fmt: skip
+                if not todo:
+                    continue
+                items.append({
+                    "priority": uncertainty * influence, "uncertainty": uncertainty,
+                    "influence": influence, "disagree": disagree, "statement": ta.statement, "query": query,
+                    "a": {"message_id": a["id"], "text": a["content"], "term": ta.to_dict(), "apc": sa.apc},
+                    "b": {"message_id": b["id"], "text": b["content"], "term": tb.to_dict(), "apc": sb.apc},
+                    "profile": sa.profile,
+                })  # fmt: skip
+    items.sort(key=lambda it: (not it["disagree"], -it["priority"], it["statement"]))
+    return items[:limit]
+
+
+def _nli(term) -> tuple[float, float, float]:
+    return (term.p_contradicted, term.p_neutral, term.p_entailed)
+
+
+def _entropy(probs) -> float:
+    """Entropy normalised to [0, 1] (1 = uniform: the scorer cannot tell)."""
+    import math
+
+    ps = [p for p in probs if p > 0]
+    return -sum(p * math.log(p) for p in ps) / math.log(len(probs)) if len(probs) > 1 else 0.0
