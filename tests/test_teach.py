@@ -315,3 +315,63 @@ def test_teach_queue_orders_by_uncertainty_times_influence_disagreements_first(t
     label_message(tui_services, items[0]["b"]["message_id"], s, "nli", "neutral", annotator="tester")
     assert all(it["statement"] != s or it["query"] != "What is your job?" for it in teach_queue(tui_services, "Kaito Renn", annotator="tester"))
     assert first  # the first turn's pair is in the queue too
+
+
+def test_rescore_uses_the_active_version_rebuilds_pairs_and_reports_agreement(db_path, monkeypatch, tiny_models, tiny_profile):
+    from apc_tui.config import load_settings
+    from apc_tui.factory import build_services
+    from tests.fixtures_tui import seed_conversation
+
+    monkeypatch.setenv("APC_PROFILE", tiny_profile)
+    monkeypatch.setenv("APC_DEVICE", "cpu")
+    monkeypatch.setenv("APC_ANNOTATOR", "tester")
+    services = build_services(load_settings())
+    services.characters.import_demo([p for p in services.characters.demo_files() if p.stem == "kaito_renn"])
+    seeded = seed_conversation(services)
+    a, b = seeded["turns"][-1]["candidates"]
+    services.training.record_preference(a, b, "b")
+    _register(services, KAITO, "v1", tiny_models.path("bert", "relevance", seed=3), tiny_models.path("bert", "nli", seed=3), tiny_profile)
+    invoke("disc", "use", "-c", KAITO, "v1")
+    r = invoke("rescore", "-c", KAITO, "--json")
+    assert r.exit_code == 0, r.output
+    job = json.loads(r.output)
+    assert job["status"] == "done" and job["artifacts"]["profile"] == f"{tiny_profile}@v1" and job["artifacts"]["turns"] == 2
+    moved = job["artifacts"]["agreement"]["apc_agreement"]
+    assert moved["before"] == 0.0 and moved["after"] in (0.0, 1.0)  # the fake scores ranked a first; the human chose b
+    latest = services.scoring.scores.latest_for_messages([m for t in seeded["turns"] for m in t["candidates"]])
+    assert {s.profile for s in latest.values()} == {f"{tiny_profile}@v1"}
+    versions = {r["disc_version"] for r in services.store.db.query("SELECT disc_version FROM apc_scores")}
+    assert versions == {"default", "v1"}  # the seeded scores were made before any version
+    assert [p["source"] for p in services.training.list_pairs(KAITO, "human")] == ["human"]
+    # the character's active discriminators, measured on its own labels
+    invoke("labels", "add", "-c", KAITO, "--task", "relevance", "--statement", latest[a].terms[0].statement,
+           "--query", "Where do you live?", "--label", "yes")  # fmt: skip
+    report = json.loads(invoke("disc", "eval", "-c", KAITO, "--task", "relevance", "--json").output)
+    assert (report["profile"], report["n"]) == (f"{tiny_profile}@v1", 1)
+
+
+@pytest.mark.anyio
+async def test_teach_queue_screen_opens_from_annotate_and_leads_to_the_verdict_dialog(tui_services, make_tui):
+    from apc_tui.screens.teach import TeachQueueScreen, VerdictDialog
+    from tests.fixtures_tui import SIZE, seed_conversation, settle
+
+    seed_conversation(tui_services)
+    app = make_tui(tui_services)
+    async with app.run_test(size=SIZE) as pilot:
+        app.character = "Kaito Renn"
+        await pilot.press("f4")
+        await settle(pilot, app)
+        await pilot.press("T")
+        await settle(pilot, app)
+        assert isinstance(app.screen, TeachQueueScreen)
+        table = app.screen.query_one("#teach-table")
+        assert table.row_count == len(app.screen.items) > 0
+        first = app.screen.items[0]
+        await pilot.press("enter")
+        await settle(pilot, app)
+        assert isinstance(app.screen, VerdictDialog) and app.screen.statement == first["statement"]
+        await pilot.press("y", "escape")
+        await settle(pilot, app)
+        assert isinstance(app.screen, TeachQueueScreen)
+    assert [(x["task"], x["label"], x["statement"]) for x in tui_services.teach.list_labels("Kaito Renn")] == [
+        ("relevance", "yes", first["statement"])]

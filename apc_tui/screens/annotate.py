@@ -33,7 +33,7 @@ class AnnotateScreen(WorkbenchScreen):
         Binding("u", "undo", "Undo"),
         Binding("d", "toggle_queue", "Disagreements"),
         Binding("a", "focus_annotator", "Annotator", show=False),
-        Binding("T", "teach_queue", "Teach queue"),
+        Binding("T", "teach_queue", "Teach queue", show=False),
     ]
 
     class Labelled(Message):

@@ -82,9 +82,7 @@ class VerdictDialog(ModalScreen[int]):
 
     @work(thread=True, group="verdict", exit_on_error=False, description="Store verdict")
     def _store(self, message_id: int, task: str, label: str) -> None:
-        from ..services.teach import label_message
-
-        out = label_message(self.services, message_id, self.statement, task, label, annotator=self.app.annotator or None)
+        out = self.services.teach.label_message(message_id, self.statement, task, label, annotator=self.app.annotator or None)
         where = "" if task == "relevance" else f" for reply {self.side.upper()}"
         self.post_message(self.Stored(f"stored: {out['task']} {out['label']}{where}"))
 
@@ -106,7 +104,12 @@ class TeachQueueScreen(ModalScreen[None]):
     """The character's per-statement verdicts ordered by uncertainty x influence on the pair's APC
     gap (pairs where APC and the human disagree first); Enter opens the verdict dialog."""
 
-    BINDINGS = [Binding("escape,q", "close", "Close"), Binding("r", "reload", "Reload")]
+    BINDINGS = [
+        Binding("escape,q", "close", "Close"),
+        Binding("r", "reload", "Reload"),
+        Binding("t", "train", "Train on my labels"),
+        Binding("R", "rescore", "Rescore"),
+    ]
 
     class Loaded(Message):
         def __init__(self, items: list[dict]) -> None:
@@ -122,8 +125,8 @@ class TeachQueueScreen(ModalScreen[None]):
         with Vertical(classes="dialog", id="teach-queue"):
             yield Label(f"Teach queue · {self.character}", classes="dialog-title")
             yield DataTable(id="teach-table", cursor_type="row", zebra_stripes=True)
-            yield Static("enter: give your verdict · r reload · esc close · then `apc disc train --from-labels -c NAME`",
-                         classes="dialog-hint")  # fmt: skip
+            yield Static("enter: give your verdict · t train this character's discriminators on the labels (a job) · "
+                         "R rescore its candidates with the active version · r reload · esc close", classes="dialog-hint")  # fmt: skip
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
@@ -136,9 +139,7 @@ class TeachQueueScreen(ModalScreen[None]):
 
     @work(thread=True, group="teach-queue", exclusive=True, exit_on_error=False, description="Teach queue")
     def _load(self) -> None:
-        from ..services.teach import teach_queue
-
-        self.post_message(self.Loaded(teach_queue(self.services, self.character, annotator=self.app.annotator)))
+        self.post_message(self.Loaded(self.services.teach.queue(self.character, annotator=self.app.annotator)))
 
     def on_teach_queue_screen_loaded(self, message: Loaded) -> None:
         self.items = message.items
@@ -151,6 +152,25 @@ class TeachQueueScreen(ModalScreen[None]):
                 f"{ta['p_yes']:.2f}", f"{ta['p_entailed']:.2f}/{ta['p_contradicted']:.2f}", f"{tb['p_entailed']:.2f}/{tb['p_contradicted']:.2f}",
             )  # fmt: skip
         table.border_subtitle = f"{len(self.items)} verdicts to look at" if self.items else "nothing to look at: score some pairs first"
+
+    def action_train(self) -> None:
+        self._start("disc_teach")
+
+    def action_rescore(self) -> None:
+        self._start("rescore")
+
+    @work(thread=True, group="teach-job", exit_on_error=False, description="Start job")
+    def _start(self, kind: str) -> None:
+        """A detached job (it survives the TUI); progress shows on the Train screen and in `apc jobs`."""
+        from ..services.teach_train import rescore_config
+
+        if kind == "disc_teach":
+            config, cid = self.services.teach_train.config(self.character)
+        else:
+            config, cid = rescore_config(self.services, self.character)
+        row = self.services.jobs.start(kind, config, character_id=cid, detach=True)
+        what = f"training version {config['name']}" if kind == "disc_teach" else "rescoring"
+        self.app.call_from_thread(self.app.notify, f"job {row['id']}: {what} for {self.character} (see Train / `apc jobs`)")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()

@@ -150,6 +150,16 @@ class TeachService:
         return {"character": row["name"], "version": version, "profile": active.profile, "scoring_label": active.label,
                 "applies": active.version == version}  # fmt: skip
 
+    # -- from the TUI ------------------------------------------------------------------------------
+    def label_message(self, message_id: int, statement: str, task: str, label: str, *, source: str = "why",
+                      annotator: str | None = None) -> dict:  # fmt: skip
+        """Store a human verdict on `statement` for a stored candidate reply (see `label_message`)."""
+        return label_message(self.services, message_id, statement, task, label, source=source, annotator=annotator)
+
+    def queue(self, character: str, *, annotator: str | None = None, limit: int = 200) -> list[dict]:
+        """The teach queue (see `teach_queue`)."""
+        return teach_queue(self.services, character, annotator=annotator, limit=limit)
+
     def next_version_name(self, character_id: int) -> str:
         taken = {v["name"] for v in self.versions.list(character_id)}
         n = len(taken) + 1
