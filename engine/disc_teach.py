@@ -34,9 +34,9 @@ class TeachConfig:
     source: str  # the current discriminator: a directory (with apc_discriminator.json) or a hub id
     out: Path  # where the new adapter goes (created; rewritten after every epoch)
     format: str | None = None  # input format; None = the source's meta (hub checkpoints: paper)
-    epochs: int = 3  # passes over the human training labels
-    replay_ratio: float = 1.0  # replay rows per human training row, drawn afresh each epoch
-    learning_rate: float = 5e-4  # AdamW, LoRA parameters and heads
+    epochs: int = 2  # passes over the human training labels
+    replay_ratio: float = 0.5  # replay rows per human training row, drawn afresh each epoch
+    learning_rate: float = 1e-3  # AdamW, LoRA parameters and heads
     batch_size: int = 16
     max_steps: int | None = None  # stop after this many optimizer steps in total (tests, quick tries)
     lora_r: int = 16  # rank of a fresh LoRA (an existing adapter keeps its own)

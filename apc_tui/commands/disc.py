@@ -107,7 +107,7 @@ def train(
     profile: ProfileOpt = None,
     detach: DetachOpt = False,
     lora: Annotated[bool, typer.Option("--lora", help="Train a LoRA adapter + head instead of all weights.")] = False,
-    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the training split.")] = 3,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Passes over the training split (default 3; --from-labels 2).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for the split, init, shuffling and dropout.")] = 0,
     fmt: Annotated[str, typer.Option("--format", help="Input format: compact | paper.")] = "compact",
     split_by: Annotated[str, typer.Option("--split-by", help="Hold out: statement | character.")] = "statement",
@@ -132,7 +132,7 @@ def train(
     from engine.disc_train import TrainConfig
 
     config = TrainConfig(
-        task=_task(task), data=data, base=base, out=out, format=fmt, lora=lora, epochs=epochs, lr=lr,
+        task=_task(task), data=data, base=base, out=out, format=fmt, lora=lora, epochs=epochs or 3, lr=lr,
         batch_size=batch_size, seed=seed, split_by=split_by, held_out=tuple(held_out or ()), int8=int8,
         device=device or "auto",
     )  # fmt: skip
@@ -161,7 +161,7 @@ def _train_from_labels(ctx, character, name, profile, epochs, seed, max_steps, d
     if character is None:
         raise InputError("--from-labels needs -c NAME: the character whose human labels teach its discriminators")
     svc = services(ctx)
-    recipe = {"epochs": epochs, "seed": seed, **({"max_steps": max_steps} if max_steps is not None else {})}
+    recipe = {"epochs": epochs, "seed": seed, "max_steps": max_steps}  # None: the recipe's default
     config, cid = svc.teach_train.config(character, name=name, profile=profile, device=device, recipe=recipe)
     row = svc.jobs.start("disc_teach", config, character_id=cid, detach=detach)
     if detach or row["status"] != "done":
