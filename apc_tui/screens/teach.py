@@ -23,7 +23,7 @@ def _verdict_line(term: dict) -> str:
 
 
 class VerdictDialog(ModalScreen[int]):
-    """One statement, one query, replies A and B with the scorer's verdicts; keys store human labels
+    """One statement, replies A and B to the same query with the scorer's verdicts; keys store human labels
     at once (y/n relevance; e/u/c the NLI verdict of the selected reply, a/b select it). Dismisses
     with the number of labels stored."""
 
