@@ -183,7 +183,7 @@ def test_from_labels_embedded_changes_only_that_character(demo, monkeypatch):
     cid = demo.characters.repo.row(MAELLE)["id"]
     row = demo.teach.versions.find(cid, "v1")
     assert row["rel_path"] == f"discriminators/{cid}/v1/relevance" and len(row["labels_hash"]) == 64
-    assert json.loads(row["recipe_json"])["replay_ratio"] == 1.0
+    assert json.loads(row["recipe_json"])["replay_ratio"] == 0.5
     with pytest.raises(InputError, match="no human labels"):
         demo.teach_train.config(KAITO)
 
