@@ -79,6 +79,18 @@ class Services:
 
         return AnnotationService(self)
 
+    @cached_property
+    def teach(self):
+        from .services.teach import TeachService
+
+        return TeachService(self)
+
+    @cached_property
+    def teach_train(self):
+        from .services.teach_train import TeachTrainService
+
+        return TeachTrainService(self)
+
 
 def build_services(settings: Settings) -> Services:
     return Services(settings)

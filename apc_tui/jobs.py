@@ -39,6 +39,8 @@ HANDLERS: dict[str, str] = {
     "eu": "apc_tui.services.finetune:run_eu_job",
     "eval": "apc_tui.services.evaluation:run_eval_job",
     "pipeline": "apc_tui.services.pipeline:run_pipeline_job",
+    "disc_teach": "apc_tui.services.teach_train:run_teach_job",
+    "rescore": "apc_tui.services.teach_train:run_rescore_job",
 }
 
 

@@ -102,7 +102,7 @@ def dpo_services(services, keyword_scorer, monkeypatch):
             db["queries"].insert({"character_id": cid, "statement_id": stmt_ids[i], "text": q, "split": "train", "created_at": now()})
         for i, q in enumerate(EVAL_QUERIES):
             db["queries"].insert({"character_id": cid, "statement_id": stmt_ids[i], "text": q, "split": "eval", "created_at": now()})
-    monkeypatch.setattr(services.scoring, "scorer", lambda profile=None, device=None: keyword_scorer)
+    monkeypatch.setattr(services.scoring, "scorer", lambda profile=None, device=None, character=None: keyword_scorer)
     services.character_id = cid
     return services
 

@@ -144,7 +144,7 @@ def chat_services(services, monkeypatch):
         "Alice Liddell", language="en", source_text="", passages=[], statements=[(s, "manual", None) for s in STATEMENTS]
     )
     scorer = FakeScorer()
-    monkeypatch.setattr(services.scoring, "scorer", lambda profile=None, device=None: scorer)
+    monkeypatch.setattr(services.scoring, "scorer", lambda profile=None, device=None, character=None: scorer)
     return services
 
 

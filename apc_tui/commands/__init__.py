@@ -22,3 +22,6 @@ REGISTRY.append(synth.register)
 from . import models  # noqa: E402  (apc models pull: checkpoints into the HF cache)
 
 REGISTRY.append(models.register)
+from . import labels  # noqa: E402  (teach the scorer: human labels, rescore)
+
+REGISTRY.append(labels.register)

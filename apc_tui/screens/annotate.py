@@ -33,6 +33,7 @@ class AnnotateScreen(WorkbenchScreen):
         Binding("u", "undo", "Undo"),
         Binding("d", "toggle_queue", "Disagreements"),
         Binding("a", "focus_annotator", "Annotator", show=False),
+        Binding("T", "teach_queue", "Teach queue", show=False),
     ]
 
     class Labelled(Message):
@@ -185,6 +186,13 @@ class AnnotateScreen(WorkbenchScreen):
     def action_toggle_queue(self) -> None:
         self.queue_name = "disagree" if self.queue_name == "blind" else "blind"
         self.reload()
+
+    def action_teach_queue(self) -> None:
+        """Teach the scorer: the verdicts worth a look first (screens/teach.py)."""
+        from .teach import TeachQueueScreen
+
+        if self.character:
+            self.app.push_screen(TeachQueueScreen(self.services, self.character))
 
     def action_focus_annotator(self) -> None:
         self.query_one("#annotator").focus()

@@ -309,6 +309,15 @@ class ChatScreen(WorkbenchScreen):
         out = self.services.chat.edit(message_id, text)
         self.post_message(self.Sampled(self.state.conversation_id, self.state.turn_id, (message_id, out["message_id"])))
 
+    def on_why_table_teach_requested(self, event: WhyTable.TeachRequested) -> None:
+        """Teach the scorer: the verdict dialog for this statement on the two shown replies."""
+        from .teach import VerdictDialog
+
+        a, b = self.state.shown()
+        if a and b:
+            sides = [{"message_id": m["id"], "text": m["content"], "term": t} for m, t in ((a, event.term_a), (b, event.term_b))]
+            self.app.push_screen(VerdictDialog(self.services, event.statement, *sides))
+
     def action_prompt(self) -> None:
         m = self._target()
         if m is not None:

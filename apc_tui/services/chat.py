@@ -145,7 +145,7 @@ class ChatService:
             query = self.repo.message(m["parent_id"])["content"]
             enabled = character.enabled_statements
             if enabled:
-                scorer = self.scoring.scorer(profile)
+                scorer = self.scoring.scorer(profile, character=character.id)
                 s = scorer.score(character.name, [x.text for x in enabled], query, [text])[0]
                 self.repo.scores.save(s, query=query, character_id=character.id, message_id=new_id, statement_ids=[x.id for x in enabled])
                 out["score"] = _score_dict(s)
@@ -180,7 +180,7 @@ class ChatService:
         k = options.k if options.k is not None else self.settings.k
         model = self.models.get(options.model, options.device, **options.model_opts())
         needs_scorer = options.score or method == "rag"
-        scorer = self.scoring.scorer(options.profile, options.device) if needs_scorer and character.enabled_statements else None
+        scorer = self.scoring.scorer(options.profile, options.device, character=character.id) if needs_scorer and character.enabled_statements else None
         args = (model, character, list(history), method, k, options.n, options.params, scorer if needs_scorer else None)
         if on_delta is None:  # the CLI: n candidates in one generation call
             candidates = respond(*args)

@@ -151,7 +151,7 @@ def run_eval_job(services, ctx) -> dict:
     if origin != "eval":
         ctx.log(f"no eval-split queries; using {'train-split queries' if origin == 'train' else 'one question per statement'}", "warning")
     queries = queries[: cfg["queries"]] if cfg["queries"] else queries
-    scorer = services.scoring.scorer(cfg["profile"], cfg["device"])
+    scorer = services.scoring.scorer(cfg["profile"], cfg["device"], character=character.id)
     adapter = svc.adapters.get(cfg["adapter"]) if cfg["adapter"] else None
     if "run_id" in ctx.checkpoint:
         run_id = ctx.checkpoint["run_id"]

@@ -18,6 +18,7 @@ from ..config import Settings
 from ..storage import Store
 from ..storage.characters import CharacterRepo
 from ..storage.scores import ScoreRepo
+from ..storage.teach import DiscVersionRepo
 
 
 @dataclass(frozen=True)
@@ -40,30 +41,96 @@ class ScoringResult:
         }
 
 
+@dataclass(frozen=True)
+class ActiveDiscriminators:
+    """Which discriminators score a character: a profile, and the character's taught version of it."""
+
+    profile: str  # embedded | paper | multilingual | judge:SPEC | rel=PATH,nli=PATH
+    version: str  # 'default' (the profile's own) or the name of a taught version
+    version_row: dict | None = None  # the disc_versions row of a taught version
+
+    @property
+    def label(self) -> str:
+        """What the scorer and every score it makes are labelled with: `embedded` or `embedded@v1`."""
+        from engine.discriminators.profiles import versioned_profile
+
+        return versioned_profile(self.profile, self.version)
+
+
 class ScoringService:
     def __init__(self, settings: Settings, store: Store):
         self.settings = settings
         self.store = store
         self.characters = CharacterRepo(store)
         self.scores = ScoreRepo(store)
-        self._scorers: dict[tuple[str, str], object] = {}
+        self.versions = DiscVersionRepo(store)
+        self._scorers: dict[tuple, object] = {}
         self._lock = threading.Lock()
 
     # -- the scorer ------------------------------------------------------------------------
-    def scorer(self, profile: str | None = None, device: str | None = None):
-        """The ApcScorer for a profile (default: settings), built once; retrieval shares its relevance cache."""
-        key = (profile or self.settings.profile, device or self.settings.device)
+    def active(self, character: str | int | None = None, profile: str | None = None) -> ActiveDiscriminators:
+        """The one rule for which discriminators score: the requested profile (default: settings);
+        for a character whose active taught version refines that profile, that version."""
+        requested = (profile or self.settings.profile).strip()
+        if character is None:
+            return ActiveDiscriminators(requested, "default")
+        cid = character if isinstance(character, int) else self.characters.row(character)["id"]
+        row = self.versions.active(cid)
+        if row is None or row["profile"] != requested:
+            return ActiveDiscriminators(requested, "default")
+        return ActiveDiscriminators(requested, row["name"], row)
+
+    def data_folder(self) -> Path:
+        """Where taught discriminators live: beside the database (paths in disc_versions are relative to it)."""
+        return Path(self.settings.db_path).expanduser().resolve().parent
+
+    def scorer(self, profile: str | None = None, device: str | None = None, *, character: str | int | None = None):
+        """The ApcScorer for a profile (default: settings), or for a character's active discriminators,
+        built once; retrieval shares its relevance cache."""
+        active = self.active(character, profile)
+        dev = device or self.settings.device
+        key = (active.profile, active.version_row["id"] if active.version_row else None, dev)
         with self._lock:
             if key not in self._scorers:
                 from engine.apc import ApcScorer
-                from engine.discriminators import load_profile
 
-                from .models import backend_options
-
-                judge_opts = backend_options(self.settings, key[0].removeprefix("judge:")) if key[0].startswith("judge:") else None
-                pair = load_profile(key[0], device=key[1], trust_remote_code=self.settings.trust_remote_code, model_opts=judge_opts)
-                self._scorers[key] = ApcScorer(pair)
+                self._scorers[key] = ApcScorer(self._load_pair(active, dev))
             return self._scorers[key]
+
+    def _load_pair(self, active: ActiveDiscriminators, device: str):
+        from dataclasses import replace
+
+        from engine.discriminators import load_profile
+
+        from .models import backend_options
+
+        trust = self.settings.trust_remote_code
+        judge = active.profile.startswith("judge:")
+        opts = backend_options(self.settings, active.profile.removeprefix("judge:")) if judge else None
+        row = active.version_row
+        if row is None:
+            return load_profile(active.profile, device=device, trust_remote_code=trust, model_opts=opts)
+        if row["kind"] == "few-shot":
+            from engine.discriminators.profiles import with_judge_examples
+
+            from .teach import read_examples
+
+            pair = load_profile(active.profile, device=device, trust_remote_code=trust, model_opts=opts)
+            return with_judge_examples(pair, read_examples(self.data_folder() / row["rel_path"]), active.label)
+        rel, nli = (self.data_folder() / row[k] for k in ("rel_path", "nli_path"))
+        for path in (rel, nli):
+            if not path.is_dir():
+                raise InputError(
+                    f"discriminator version {row['name']!r}: {path} is missing; "
+                    f"switch back with `apc disc use -c NAME default` or retrain with `apc disc train --from-labels`"
+                )
+        pair = load_profile(f"rel={rel},nli={nli}", device=device, trust_remote_code=trust)
+        return replace(pair, profile=active.label)
+
+    def forget(self) -> None:
+        """Drop the built scorers (after a version switch in a long-lived process, the next call reloads)."""
+        with self._lock:
+            self._scorers.clear()
 
     # -- APC -------------------------------------------------------------------------------
     def score(
@@ -100,7 +167,7 @@ class ScoringService:
                 raise InputError("no statements to score against; give at least one")
             if not name.strip():
                 raise InputError("statements need the character's name (the discriminators read it)")
-        scorer = self.scorer(profile, device)
+        scorer = self.scorer(profile, device, character=character_id)
         before = _fallback_counts(scorer.pair)
         scores = scorer.score(name, statements, query, responses, progress=progress, stop=stop)
         ids = []
@@ -123,7 +190,8 @@ class ScoringService:
 
     # -- discriminators ----------------------------------------------------------------------
     def evaluate_discriminator(self, task: str, data: Path | None, *, profile: str | None = None,
-                               device: str | None = None, progress=None, stop=None) -> dict:  # fmt: skip
+                               device: str | None = None, progress=None, stop=None,
+                               character: str | None = None, rows=None) -> dict:  # fmt: skip
         """Accuracy, per-label P/R/F1 and confusion of the profile's `task` discriminator on a labelled
         JSONL (none: nothing measured now), plus what was recorded at training time on held-out
         characters ("recorded": empty for a model without that record, e.g. a hub checkpoint)."""
@@ -132,8 +200,9 @@ class ScoringService:
         from engine.metrics import evaluate_discriminator
 
         task_labels(task)
-        rows = read_labelled(data, task) if data is not None else None  # bad rows fail before any model loads
-        pair = self.scorer(profile, device).pair
+        if rows is None:
+            rows = read_labelled(data, task) if data is not None else None  # bad rows fail before any model loads
+        pair = self.scorer(profile, device, character=character).pair
         disc = pair.relevance if task == "relevance" else pair.nli
         metrics = (getattr(disc, "meta", None) and disc.meta.metrics) or {}
         recorded = {k: metrics[k] for k in ("heldout_characters", "apc_ranking_heldout") if k in metrics}

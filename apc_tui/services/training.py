@@ -226,7 +226,7 @@ def run_pairs_job(services, ctx) -> dict:
     model = services.models.get(cfg["model"], cfg["device"])
     if getattr(model, "meaningless", False):
         ctx.log(f"{cfg['model']} writes meaningless text: these pairs only exercise the pipeline", "warning")
-    scorer = services.scoring.scorer(cfg["profile"], cfg["device"])
+    scorer = services.scoring.scorer(cfg["profile"], cfg["device"], character=character.id)
     state = {"done": sorted(done, key=str), "kept": kept_before, "stored": 0}
 
     def on_result(index, scored, _candidates):

@@ -38,8 +38,11 @@ def turns_from_json(text: str | None) -> tuple[Turn, ...]:
 
 def score_to_rows(score: ApcScore, statement_ids: list[int | None] | None = None) -> tuple[dict, list[dict]]:
     """(apc_scores row without ids/foreign keys, apc_terms rows without score_id)."""
+    from engine.discriminators.profiles import profile_version
+
     head = {
         "profile": score.profile,
+        "disc_version": profile_version(score.profile),
         "response": score.response,
         "n_statements": score.n_statements,
         "apc": score.apc,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from engine.discriminators.profiles import profile_version
 from engine.errors import InputError
 
 from .db import Store, now
@@ -22,6 +23,7 @@ class EvalRepo:
                     "model_spec": model_spec,
                     "adapter_id": adapter_id,
                     "profile": profile,
+                    "disc_version": profile_version(profile),
                     "config_json": json.dumps(config, sort_keys=True, ensure_ascii=False),
                     "job_id": job_id,
                     "created_at": now(),

@@ -290,6 +290,57 @@ def m003_character_soft_delete(db: sqlite_utils.Database) -> None:
 
 
 @migration
+def m005_teach(db: sqlite_utils.Database) -> None:
+    """Teach the scorer: human discriminator labels, per-character discriminator versions (with
+    lineage) and the active one per character; every stored score names the version that made it."""
+    execute_script(
+        db,
+        """
+        CREATE TABLE disc_labels (
+            id INTEGER PRIMARY KEY,
+            character_id INTEGER NOT NULL REFERENCES characters(id) ON DELETE CASCADE,
+            task TEXT NOT NULL CHECK (task IN ('relevance', 'nli')),
+            statement_id INTEGER REFERENCES statements(id) ON DELETE SET NULL,
+            statement TEXT NOT NULL,                 -- the statement text as shown when labelled
+            query TEXT NOT NULL,
+            response TEXT NOT NULL DEFAULT '',       -- '' for relevance
+            label TEXT NOT NULL,                     -- yes | no | entailed | neutral | contradicted
+            annotator TEXT NOT NULL DEFAULT '',
+            message_id INTEGER REFERENCES messages(id) ON DELETE SET NULL,  -- the candidate it was marked on
+            source TEXT NOT NULL DEFAULT 'cli',      -- why | teach | cli | import
+            created_at TEXT NOT NULL,
+            UNIQUE (character_id, task, statement, query, response, annotator)
+        );
+        CREATE INDEX disc_labels_character ON disc_labels (character_id, task);
+        CREATE TABLE disc_versions (
+            id INTEGER PRIMARY KEY,
+            character_id INTEGER NOT NULL REFERENCES characters(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            profile TEXT NOT NULL,                   -- the profile it refines (embedded, paper, judge:SPEC, ...)
+            parent TEXT NOT NULL DEFAULT 'default',  -- the version it started from
+            kind TEXT NOT NULL,                      -- lora | few-shot
+            rel_path TEXT,                           -- relative to the database's folder
+            nli_path TEXT,
+            labels_hash TEXT NOT NULL,
+            n_labels INTEGER NOT NULL DEFAULT 0,
+            recipe_json TEXT NOT NULL DEFAULT '{}',
+            metrics_json TEXT NOT NULL DEFAULT '{}',
+            job_id INTEGER REFERENCES jobs(id) ON DELETE SET NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (character_id, name)
+        );
+        CREATE TABLE disc_active (
+            character_id INTEGER PRIMARY KEY REFERENCES characters(id) ON DELETE CASCADE,
+            version_id INTEGER NOT NULL REFERENCES disc_versions(id) ON DELETE CASCADE,
+            updated_at TEXT NOT NULL
+        );
+        ALTER TABLE apc_scores ADD COLUMN disc_version TEXT NOT NULL DEFAULT 'default';
+        ALTER TABLE eval_runs ADD COLUMN disc_version TEXT NOT NULL DEFAULT 'default'
+        """,
+    )
+
+
+@migration
 def m006_character_art(db: sqlite_utils.Database) -> None:
     """The art of a character imported from a card PNG (the PNG without its card chunks), reused by
     `card-png` exports; adapters keep their full lineage (resolved hyperparameters, library versions)."""

@@ -4,6 +4,8 @@ with the relevance (yes), entailment (ent) and contradiction (con) probabilities
 from __future__ import annotations
 
 from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import DataTable
 
 from .format import bar, printable
@@ -23,7 +25,17 @@ def _p(value: float, style: str, width: int = 4) -> Text:
 
 
 class WhyTable(DataTable):
-    """Fed with two score dicts (engine ApcScore.to_dict shape); empty when either is missing."""
+    """Fed with two score dicts (engine ApcScore.to_dict shape); empty when either is missing.
+    `v` on a statement row asks the screen to open the verdict dialog (teach the scorer)."""
+
+    BINDINGS = [Binding("v", "teach", "Your verdict")]
+
+    class TeachRequested(Message):
+        """The user wants to give their own verdict on this statement (screens/teach.py)."""
+
+        def __init__(self, statement: str, term_a: dict, term_b: dict) -> None:
+            super().__init__()
+            self.statement, self.term_a, self.term_b = statement, term_a, term_b
 
     def __init__(self, *, id: str | None = None, sides: tuple[str, str] = ("A", "B")):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
@@ -37,10 +49,12 @@ class WhyTable(DataTable):
 
     def show(self, score_a: dict | None, score_b: dict | None, *, statement_width: int = 40) -> None:
         self.clear()
+        self.terms_: list[tuple[float, dict, dict]] = []
         if not score_a or not score_b:
             self.border_subtitle = "needs two scored replies"
             return
         rows = separating_terms(score_a, score_b)
+        self.terms_ = rows
         self.border_subtitle = f"{len(rows)} statements · ΔAPC {self.columns_[0]} {score_a['delta_apc'] - score_b['delta_apc']:+.2f}"
         for diff, ta, tb in rows:
             statement = printable(ta["statement"])
@@ -55,3 +69,9 @@ class WhyTable(DataTable):
                 _p(tb["p_entailed"], "green"),
                 _p(tb["p_contradicted"], "red"),
             )
+
+    def action_teach(self) -> None:
+        rows = getattr(self, "terms_", [])
+        if 0 <= self.cursor_row < len(rows):
+            _, ta, tb = rows[self.cursor_row]
+            self.post_message(self.TeachRequested(ta["statement"], ta, tb))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -51,20 +51,30 @@ class JudgeDiscriminator(BatchedDiscriminator):
     format = "paper"
     progress_text = "judge"
 
-    def __init__(self, model, task: str, *, concurrency: int = 4):
+    def __init__(self, model, task: str, *, concurrency: int = 4, examples: Sequence[tuple[Item, int]] = ()):
+        """`examples`: (item, label index) pairs shown before each question as solved cases, in order
+        (a character's human labels: "teach the scorer" for judges)."""
         self.model = model
         self.task = task
         self.labels = task_labels(task)
         self.words = ANSWER_WORDS[task]
         self.concurrency = max(1, concurrency)
-        self.identity = f"judge:{getattr(model, 'spec', type(model).__name__)}"
+        self.examples = tuple(examples)
+        for item, label in self.examples:
+            if not 0 <= label < len(self.labels):
+                raise ValueError(f"few-shot label index {label} is out of range for {task}")
+        shots = f"|shots:{examples_digest(self.examples)}" if self.examples else ""
+        self.identity = f"judge:{getattr(model, 'spec', type(model).__name__)}{shots}"
         self.logprob_calls = 0
         self.fallback_calls = 0  # answers read from text because the backend gave no log-probs
         self.unparsed = 0  # text answers naming no label: scored uniform, counted here
         self._count_lock = threading.Lock()
 
     def messages(self, item: Item) -> list[Turn]:
-        return [Turn("system", SYSTEM_PROMPTS[self.task]), Turn("user", render_judge_prompt(item))]
+        turns = [Turn("system", SYSTEM_PROMPTS[self.task])]
+        for example, label in self.examples:  # solved cases first, as earlier turns of the dialogue
+            turns += [Turn("user", render_judge_prompt(example)), Turn("assistant", self.words[label])]
+        return [*turns, Turn("user", render_judge_prompt(item))]
 
     def _judge_one(self, item: Item):
         messages = self.messages(item)
@@ -101,7 +111,17 @@ class JudgeDiscriminator(BatchedDiscriminator):
             "logprob_calls": self.logprob_calls,
             "fallback_calls": self.fallback_calls,
             "unparsed": self.unparsed,
+            "examples": len(self.examples),
         }
+
+
+def examples_digest(examples: Sequence[tuple[Item, int]]) -> str:
+    """A short stable digest of few-shot examples (part of the judge's identity: the relevance cache key)."""
+    import hashlib
+    from dataclasses import astuple
+
+    text = "\n".join("\t".join((*astuple(item), str(label))) for item, label in examples)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def parse_answer(task: str, text: str) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from engine.errors import ConfigError
@@ -31,6 +32,41 @@ class DiscriminatorPair:
 def _describe(d) -> dict:
     fn = getattr(d, "describe", None)
     return fn() if fn else {"task": d.task, "source": d.identity, "format": d.format}
+
+
+DEFAULT_VERSION = "default"  # a profile's own discriminators, before any per-character teaching
+_VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+
+def versioned_profile(profile: str, version: str) -> str:
+    """The label a scorer, and every score it makes, carries: `embedded` or `embedded@koishi-v1`."""
+    return profile if version == DEFAULT_VERSION else f"{profile}@{version}"
+
+
+def profile_version(label: str) -> str:
+    """The discriminator version named by a score's profile label ('default' for a plain profile)."""
+    _, sep, version = label.rpartition("@")
+    return version if sep and _VERSION_NAME.match(version) else DEFAULT_VERSION
+
+
+def valid_version_name(name: str) -> bool:
+    return bool(_VERSION_NAME.match(name or "")) and name != DEFAULT_VERSION
+
+
+def cross_sources(profile: str) -> tuple[str, str, str | None]:
+    """(relevance source, NLI source, input format or None = the meta's) of a cross-encoder profile;
+    ConfigError for a judge profile (it has no weights to fine-tune)."""
+    profile = (profile or "embedded").strip()
+    if profile in ("paper", "multilingual"):
+        rel, nli = PAPER if profile == "paper" else MULTILINGUAL
+        return rel, nli, "paper"
+    if profile == "embedded":
+        rel_dir, nli_dir = embedded_dirs()
+        return str(rel_dir), str(nli_dir), None
+    if "=" in profile and not profile.startswith("judge:"):
+        parts = parse_paths_profile(profile)
+        return parts["rel"], parts["nli"], parts.get("format")
+    raise ConfigError(f"profile {profile!r} has no cross-encoder weights to fine-tune; use embedded | paper | multilingual | rel=PATH,nli=PATH")
 
 
 def embedded_dirs():
@@ -92,6 +128,19 @@ def parse_paths_profile(profile: str) -> dict[str, str]:
     if "rel" not in parts or "nli" not in parts:
         raise ConfigError(f"discriminator profile {profile!r}: needs both rel=PATH and nli=PATH")
     return parts
+
+
+def with_judge_examples(pair: DiscriminatorPair, examples: dict, profile: str) -> DiscriminatorPair:
+    """The judge pair asking the same model, with few-shot `examples` {task: [(item, label index)]}
+    in every prompt, under the label `profile`."""
+    from .judge import JudgeDiscriminator
+
+    def judge(d):
+        if not isinstance(d, JudgeDiscriminator):
+            raise ConfigError(f"profile {pair.profile!r} is not a judge: few-shot examples apply to judge: profiles only")
+        return JudgeDiscriminator(d.model, d.task, concurrency=d.concurrency, examples=examples.get(d.task, ()))
+
+    return DiscriminatorPair(judge(pair.relevance), judge(pair.nli), profile)
 
 
 def with_judge_model(model, profile: str = "judge") -> DiscriminatorPair:
