@@ -180,7 +180,7 @@ def test_scoring_service_by_character_persists(tmp_path, tiny_profile, monkeypat
 
 def test_service_reports_judge_text_fallback(services, fake_chat_model):
     svc = services.scoring
-    key = (svc.settings.profile, svc.settings.device)
+    key = (svc.settings.profile, None, svc.settings.device)  # (profile, discriminator version, device)
     svc._scorers[key] = ApcScorer(with_judge_model(fake_chat_model(logprobs=None, answer="yes"), "judge:fake"))
     result = svc.score([S1, S2], "q", ["r"], name="Alice")
     assert result.notes == ("relevance judge: 2 answer(s) read from text (no log-probs from the backend), 0 unparsed",
