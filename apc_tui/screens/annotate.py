@@ -24,6 +24,7 @@ MARKS = {"left": ("✓ preferred", "✗"), "right": ("✗", "✓ preferred"), "t
 class AnnotateScreen(WorkbenchScreen):
     MODE = "annotate"
     LABEL = "Annotate"
+    HOME = "#ann-left"
     BINDINGS = [
         Binding("1", "vote('left')", "Left better"),
         Binding("2", "vote('right')", "Right better"),
@@ -36,9 +37,9 @@ class AnnotateScreen(WorkbenchScreen):
     ]
 
     class Labelled(Message):
-        def __init__(self, index: int, side: str | None, preference_id: int | None) -> None:
+        def __init__(self, index: int, side: str | None, preference_id: int | None, undo: bool = False) -> None:
             super().__init__()
-            self.index, self.side, self.preference_id = index, side, preference_id
+            self.index, self.side, self.preference_id, self.undo = index, side, preference_id, undo
 
     def __init__(self, services, seed: int | None = None):
         super().__init__(services)
@@ -157,7 +158,13 @@ class AnnotateScreen(WorkbenchScreen):
         self.post_message(self.Labelled(index, side, pid))
 
     def on_annotate_screen_labelled(self, message: Labelled) -> None:
-        if message.side is None:
+        if message.undo:
+            self.index = message.index
+            if message.side is None:
+                self.labels.pop(message.index, None)
+            else:  # the vote this one replaced is current again
+                self.labels[message.index] = (message.side, message.preference_id)
+        elif message.side is None:
             self.labels.pop(message.index, None)
             self.index = message.index
         else:
@@ -179,8 +186,18 @@ class AnnotateScreen(WorkbenchScreen):
 
     @work(thread=True, group="annotate-label", exit_on_error=False, description="Undo")
     def _undo_worker(self, index: int, preference_id: int) -> None:
-        self.services.training.undo_preference(preference_id)
-        self.post_message(self.Labelled(index, None, None))
+        restored = self.services.training.undo_preference(preference_id)  # the vote it replaced, if any
+        side = pid = None
+        if restored is not None:
+            item = self.items[index]
+            winner = {"a": restored["message_a_id"], "b": restored["message_b_id"]}.get(restored["choice"])
+            if winner is None:
+                side = restored["choice"]
+            else:
+                shown_left = item["a"]["id"] if self.orders.get(index, "ab") == "ab" else item["b"]["id"]
+                side = "left" if winner == shown_left else "right"
+            pid = restored["id"]
+        self.post_message(self.Labelled(index, side, pid, undo=True))
 
     def action_toggle_queue(self) -> None:
         self.queue_name = "disagree" if self.queue_name == "blind" else "blind"

@@ -20,6 +20,8 @@ class WorkbenchScreen(Screen):
 
     MODE = ""
     LABEL = ""
+    HOME = ""
+    """Selector of the widget Escape returns to from a text field (none: nothing focused)."""
 
     def __init__(self, services):
         super().__init__(id=f"screen-{self.MODE}")
@@ -37,6 +39,21 @@ class WorkbenchScreen(Screen):
 
     def on_mount(self) -> None:
         self.watch(self.app, "character", self._character_changed)
+
+    def on_key(self, event) -> None:
+        """Escape leaves any text field (and a closed dropdown), so letters are shortcuts again."""
+        from textual.widgets import Input, Select, TextArea
+
+        if event.key == "escape" and isinstance(self.focused, Input | TextArea | Select):
+            event.stop()
+            self.leave_field()
+
+    def leave_field(self) -> None:
+        home = self.query(self.HOME).first() if self.HOME else None
+        if home is not None and home.focusable and home.display:
+            home.focus()
+        else:
+            self.set_focus(None)
 
     def _character_changed(self, name: str | None) -> None:
         self.query_one("#context", Label).update(name or "no character")

@@ -22,6 +22,7 @@ from .file_picker import FilePicker
 class CharactersScreen(WorkbenchScreen):
     MODE = "characters"
     LABEL = "Characters"
+    HOME = "#character-table"
     BINDINGS = [
         Binding("enter", "chat", "Chat", show=True),
         Binding("i", "import", "Import"),

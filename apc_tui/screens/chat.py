@@ -27,6 +27,7 @@ TINY_BANNER = "⚠ model tiny: random weights, its text is MEANINGLESS (a smoke 
 class ChatScreen(WorkbenchScreen):
     MODE = "chat"
     LABEL = "Chat"
+    HOME = "#cand-a"
     BINDINGS = [
         Binding("1", "vote('a')", "Prefer A"),
         Binding("2", "vote('b')", "Prefer B"),
@@ -59,9 +60,9 @@ class ChatScreen(WorkbenchScreen):
             self.index, self.text, self.done = index, text, done
 
     class Voted(Message):
-        def __init__(self, pair: tuple[int, int], choice: str | None, preference_id: int | None) -> None:
+        def __init__(self, pair: tuple[int, int], choice: str | None, preference_id: int | None, undo: bool = False) -> None:
             super().__init__()
-            self.pair, self.choice, self.preference_id = pair, choice, preference_id
+            self.pair, self.choice, self.preference_id, self.undo = pair, choice, preference_id, undo
 
     def __init__(self, services):
         super().__init__(services)
@@ -104,6 +105,15 @@ class ChatScreen(WorkbenchScreen):
             self.open_latest()
         elif self.state.conversation_id is not None:  # labels or scores may have changed elsewhere
             self.open_conversation(self.state.conversation_id, self.state.turn_id, self.state.pair)
+        self.focus_for_state()
+
+    def focus_for_state(self) -> None:
+        """Waiting for a message (no replies on screen): the input has focus, so typing asks."""
+        a, _ = self.state.shown()
+        if a is None and self.character:
+            self.query_one("#chat-input").focus()
+        elif self.focused is None:
+            self.query_one("#cand-a").focus()
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < 110, "narrow")
@@ -259,11 +269,6 @@ class ChatScreen(WorkbenchScreen):
     def action_focus_input(self) -> None:
         self.query_one("#chat-input").focus()
 
-    def on_key(self, event) -> None:
-        if event.key == "escape" and self.focused is self.query_one("#chat-input"):
-            event.stop()
-            self.query_one("#cand-a").focus()
-
     def action_regenerate(self) -> None:
         if self.state.turn_id is not None and not self.busy():
             self.sample("regenerate", target=self.state.turn_id)
@@ -337,13 +342,23 @@ class ChatScreen(WorkbenchScreen):
 
     @work(thread=True, group="chat-vote", exit_on_error=False, description="Undo")
     def _undo_worker(self, pair: tuple[int, int], preference_id: int) -> None:
-        self.services.training.undo_preference(preference_id)
-        self.post_message(self.Voted(pair, None, None))
+        restored = self.services.training.undo_preference(preference_id)  # the vote it replaced, if any
+        if restored is None:
+            self.post_message(self.Voted(pair, None, None, undo=True))
+            return
+        choice = restored["choice"]
+        if choice in ("a", "b") and restored["message_a_id"] != pair[0]:  # stored the other way round
+            choice = "b" if choice == "a" else "a"
+        self.post_message(self.Voted(pair, choice, restored["id"], undo=True))
 
     def on_chat_screen_voted(self, message: Voted) -> None:
-        self.state.record_vote(message.pair, message.choice, message.preference_id)
+        if message.undo:
+            self.state.restore_vote(message.pair, message.choice, message.preference_id)
+            self.notify(f"vote undone; your earlier vote ({message.choice}) is back" if message.choice else "vote undone")
+        else:
+            self.state.record_vote(message.pair, message.choice, message.preference_id)
         self.render_state()
-        if message.choice is not None:
+        if message.choice is not None and not message.undo:
             self.query_one("#chat-input").focus()
 
     def action_new_conversation(self) -> None:

@@ -42,6 +42,7 @@ def agreement_text(a: dict | None) -> str:
 class EvaluateScreen(WorkbenchScreen):
     MODE = "evaluate"
     LABEL = "Evaluate"
+    HOME = "#eval-runs"
     BINDINGS = [
         Binding("s", "start", "Run evaluation"),
         Binding("c", "cancel", "Cancel run"),

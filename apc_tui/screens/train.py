@@ -106,6 +106,7 @@ class JobsScreenMixin:
 class TrainScreen(JobsScreenMixin, WorkbenchScreen):
     MODE = "train"
     LABEL = "Train"
+    HOME = "#train-jobs"
     BINDINGS = [
         Binding("s", "start", "Start training"),
         Binding("b", "build_pairs", "Build APC pairs"),
