@@ -92,3 +92,135 @@ async def test_train_epochs_field_escape_then_s_does_not_type(tui_services, make
         await settle(pilot, app)
         assert epochs.value == value  # not "1s"
         await pilot.press("escape")
+
+
+async def test_chat_revote_replaces_and_undo_restores(tui_services, make_tui):
+    seeded = seed_conversation(tui_services)
+    a, b = seeded["turns"][-1]["candidates"]
+    app = make_tui(tui_services, start_mode="chat")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        for key in ("1", "2", "equals_sign"):
+            await pilot.press("escape", key)
+            await settle(pilot, app)
+        current = tui_services.training.pairs.preferences()
+        assert [(p["message_a_id"], p["message_b_id"], p["choice"]) for p in current] == [(a, b, "tie")]
+        assert len(tui_services.training.pairs.preferences(history=True)) == 3
+        assert "tie" in str(screen.query_one("#cand-a").border_subtitle)
+        await pilot.press("escape", "u")
+        await settle(pilot, app)
+        assert [p["choice"] for p in tui_services.training.pairs.preferences()] == ["b"]
+        assert "preferred" in str(screen.query_one("#cand-b").border_subtitle)  # the earlier vote shows again
+        agreement = tui_services.evaluation.agreement("Kaito Renn")
+        assert (agreement["preferences"], agreement["items"]) == (1, 1)
+
+
+async def test_annotate_revote_and_undo(tui_services, make_tui):
+    seed_conversation(tui_services)
+    app = make_tui(tui_services, start_mode="annotate", seed=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("1", "2")
+        await settle(pilot, app)
+        assert len(tui_services.training.pairs.preferences()) == 1
+        await pilot.press("u")
+        await settle(pilot, app)
+        screen = app.screen
+        assert len(tui_services.training.pairs.preferences()) == 1 and screen.labels[0][0] == "left"
+        await pilot.press("u")
+        await settle(pilot, app)
+        assert tui_services.training.pairs.preferences() == [] and 0 not in screen.labels
+
+
+async def test_blind_queue_reveals_no_origin_before_the_vote(tui_services, make_tui):
+    seeded = seed_conversation(tui_services)
+    a, _ = seeded["turns"][0]["candidates"]
+    tui_services.chat.edit(a, "I live high in the Hollow Spire, in a capsule flat.", score=False)  # an ideal reply
+    app = make_tui(tui_services, start_mode="annotate", seed=0)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        seen = []
+        for _ in range(len(screen.items)):
+            for panel in (screen.query_one("#ann-left"), screen.query_one("#ann-right")):
+                text = f"{panel.border_title} {panel.border_subtitle}"
+                assert "ideal" not in text and "tiny" not in text and "meaningless" not in text, text
+                assert "edited" not in panel.classes
+                seen.append(panel.message.get("origin"))
+            await pilot.press("n")
+            await pilot.pause()
+        assert "edited" in seen  # the hand-written reply was in the queue, unmarked
+
+
+def _eval_job(services, character: str, status: str) -> int:
+    from apc_tui.storage.jobs import JobRepo
+
+    repo = JobRepo(services.store)
+    cid = services.characters.repo.row(character)["id"]
+    job = repo.create("eval", {"character": character, "model": "tiny"}, character_id=cid)
+    if status != "queued":
+        repo.claim(job, 1)
+        repo.finish(job, status)
+    return job
+
+
+async def test_evaluate_follows_its_own_job(tui_services, make_tui):
+    from apc_tui.screens.train import JobStarted
+
+    app = make_tui(tui_services, start_mode="evaluate")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        mine = _eval_job(tui_services, "Kaito Renn", "queued")
+        screen.post_message(JobStarted(mine, "eval"))  # as when `s` started it
+        await settle(pilot, app)
+        _eval_job(tui_services, "Maelle Kervran", "cancelled")  # another window's job, newer
+        _eval_job(tui_services, "Kaito Renn", "cancelled")  # and a newer one for the same character
+        screen.poll()
+        await settle(pilot, app)
+        assert str(screen.query_one("#eval-job").render()).startswith(f"job {mine} queued")
+
+
+async def test_evaluate_numbers_and_axis(tui_services, make_tui):
+    from apc_tui.screens.evaluate import y_limits
+    from apc_tui.storage.evals import EvalRepo
+
+    repo = EvalRepo(tui_services.store)
+    cid = tui_services.characters.repo.row("Kaito Renn")["id"]
+    run = repo.create_run(character_id=cid, model_spec="tiny", adapter_id=None, profile="test", config={}, job_id=None)
+    repo.save_results(run, [dict(method="none", variant="base", n=2, delta_apc_mean=-0.0004, ci_low=-0.0007, ci_high=-0.0001,
+                                 active_mean=-0.0001, passive_mean=1.0, apc_mean=12.0)])  # fmt: skip
+    app = make_tui(tui_services, start_mode="evaluate")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        row = [str(c) for c in app.screen.query_one("#eval-results").get_row_at(0)]
+        assert row[3] == "+0.000" and row[4] == "n too small (n=2)" and row[5] == "0.00"
+        assert all("-0.00" not in c for c in row)
+    lo, hi = y_limits([-0.00075, -0.0001])
+    assert hi - lo >= 0.5 and lo < -0.00075 and hi >= 0  # no axis that magnifies noise
+    lo, hi = y_limits([-0.4, 1.2])
+    assert lo < -0.4 and hi > 1.2
+
+
+@pytest.mark.parametrize("mode", ["train", "evaluate"])
+async def test_idle_train_and_evaluate_cost_almost_no_cpu(tui_services, make_tui, mode):
+    """Idle (no job running), the screen must not poll and redraw every second. Process CPU time
+    (not wall time: robust on a loaded box) over 4 s of an idle pilot app, against a clear ceiling:
+    a 1 s poll with table and plot redraws used 0.1-0.4 s here; an idle screen now uses ~0.002 s."""
+    import asyncio
+    import time
+
+    from tests.test_tui_snapshots import seed_eval, seed_job
+
+    seed_conversation(tui_services)
+    seed_job(tui_services)  # a finished job with metrics and a log, and a finished evaluation run
+    seed_eval(tui_services)
+    app = make_tui(tui_services, start_mode=mode)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot, app)
+        await asyncio.sleep(1.0)  # first layout and plot draws are done
+        start = time.process_time()
+        await asyncio.sleep(4.0)
+        used = time.process_time() - start
+    assert used < 0.08, f"{mode} used {used:.2f} s CPU in 4 s idle"

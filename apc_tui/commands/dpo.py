@@ -58,6 +58,18 @@ def pairs(
                                         f"see `apc dpo list --character {config['character']!r}`"))
 
 
+def _apc_cell(chosen: float | None, rejected: float | None) -> str:
+    """'22.061 > 22.058 (+0.003)': enough digits to tell the two apart, and the margin."""
+    from ..numbers import fixed, margin_digits, signed
+
+    if chosen is None:
+        return ""
+    if rejected is None:
+        return fixed(chosen)
+    digits = margin_digits(chosen, rejected)
+    return f"{fixed(chosen, digits)} > {fixed(rejected, digits)} ({signed(chosen - rejected, digits)})"
+
+
 @app.command("list")
 def list_(
     ctx: typer.Context,
@@ -71,7 +83,7 @@ def list_(
     def render(rows: list[dict]) -> None:
         cells = [{
             **r,
-            "apc": "" if r["chosen_apc"] is None else f"{r['chosen_apc']:.2f}" + ("" if r["rejected_apc"] is None else f" > {r['rejected_apc']:.2f}"),
+            "apc": _apc_cell(r["chosen_apc"], r["rejected_apc"]),
             "who": r["annotator"] or "", "chosen_s": r["chosen"].replace("\n", " "), "rejected_s": r["rejected"].replace("\n", " "),
         } for r in rows]  # fmt: skip
         echo_table(cells, [("id", "ID"), ("source", "SOURCE"), ("apc", "APC"), ("who", "BY"), ("chosen_s", "CHOSEN"), ("rejected_s", "REJECTED")],

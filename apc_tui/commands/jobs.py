@@ -11,7 +11,7 @@ import typer
 
 from engine.errors import ApcError
 
-from .common import JsonOpt, echo_table, emit, services, settings
+from .common import JsonOpt, Progress, echo_table, emit, services, settings
 
 app = typer.Typer(no_args_is_help=True)
 JobIdArg = Annotated[int, typer.Argument(help="Job id (see `apc jobs list`).")]
@@ -74,14 +74,25 @@ class _LogTail:
 
     def run(self) -> None:
         seen: dict[int, int] = {}
+        progress = Progress(f"job {self.job_id}")  # count and ETA from the job's heartbeat
+        last = None
         while True:
             finishing = self.done.wait(0.5)
             ids = [self.job_id] + [r["id"] for r in self.svc.repo.children(self.job_id)]
             for job_id in ids:
                 for line in self.svc.repo.logs(job_id, after_id=seen.get(job_id, 0)):
                     seen[job_id] = line["id"]
+                    if progress.tty and last is not None:
+                        sys.stderr.write("\n")  # keep the progress line apart from the log
                     sys.stderr.write(f"[job {job_id}] {line['message']}\n")
+            row = self.svc.repo.get(self.job_id)
+            state = (row.get("progress"), row.get("progress_text"))
+            if state != last and row.get("progress") is not None and not finishing:
+                last = state
+                progress.update(row["progress"] or 0.0, row.get("progress_text") or "")
             if finishing:
+                if progress.tty and last is not None:
+                    sys.stderr.write("\n")
                 return
 
 

@@ -12,11 +12,13 @@ from textual.message import Message
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, ProgressBar, Select, Static
 from textual_plotext import PlotextPlot
 
+from ..numbers import ci_text, fixed, signed
 from .base import WorkbenchScreen
-from .train import JobStarted
+from .train import ACTIVE, AdaptivePoll, JobStarted
 
 METHODS = ("none", "lcm", "rag", "eu")
-POLL_S = 1.0
+MIN_Y_SPAN = 0.5
+"""The chart's y-axis spans at least this much ΔAPC: a −0.0007..0 axis would magnify noise."""
 
 
 class EvalPolled(Message):
@@ -39,7 +41,16 @@ def agreement_text(a: dict | None) -> str:
     return "human–APC agreement: " + " · ".join(parts)
 
 
-class EvaluateScreen(WorkbenchScreen):
+def y_limits(values: list[float], min_span: float = MIN_Y_SPAN) -> tuple[float, float]:
+    """An axis that holds 0 and every value, at least `min_span` tall, centred on the data."""
+    lo, hi = min([0.0, *values]), max([0.0, *values])
+    pad = max(0.0, min_span - (hi - lo)) / 2
+    lo, hi = lo - pad, hi + pad
+    margin = 0.1 * (hi - lo)
+    return lo - (margin if lo < 0 else 0.0), hi + (margin if hi > 0 else 0.0)
+
+
+class EvaluateScreen(AdaptivePoll, WorkbenchScreen):
     MODE = "evaluate"
     LABEL = "Evaluate"
     HOME = "#eval-runs"
@@ -51,6 +62,8 @@ class EvaluateScreen(WorkbenchScreen):
     def __init__(self, services):
         super().__init__(services)
         self.adapters_for: str | None = None
+        self.job_id: int | None = None  # the evaluation job started here (its row and progress are shown)
+        self.shown_signature = None
 
     def compose_body(self) -> ComposeResult:
         s = self.services.settings
@@ -95,8 +108,7 @@ class EvaluateScreen(WorkbenchScreen):
             results.add_column(label, key=label)
         self.query_one("#eval-plot", PlotextPlot).border_title = "ΔAPC: base vs adapter"
         self.load_adapters()
-        self.poll()
-        self.set_interval(POLL_S, self.poll)
+        self.start_poll(self.poll)
         runs.focus()
 
     def on_screen_resume(self) -> None:
@@ -124,7 +136,8 @@ class EvaluateScreen(WorkbenchScreen):
     def _poll_worker(self, character: str | None, run_id: int | None) -> None:
         ev = self.services.evaluation
         runs = ev.runs(character) if character else []
-        jobs = {j["id"]: j for j in self.services.jobs.list(kind="eval", limit=50)}
+        cid = self.services.characters.repo.row(character)["id"] if character else None
+        jobs = {j["id"]: j for j in self.services.jobs.list(kind="eval", limit=50) if j.get("character_id") == cid}
         if run_id is None and runs:
             run_id = runs[0]["id"]
         report = ev.report(run_id) if run_id else None
@@ -132,6 +145,11 @@ class EvaluateScreen(WorkbenchScreen):
         self.post_message(EvalPolled(runs, jobs, report, agreement))
 
     def on_eval_polled(self, message: EvalPolled) -> None:
+        self.set_active(any(j["status"] in ACTIVE for j in message.jobs.values()))
+        signature = (repr(message.runs), repr(message.jobs), repr(message.report), repr(message.agreement), self.job_id)
+        if signature == self.shown_signature:
+            return  # nothing changed: no redraw
+        self.shown_signature = signature
         table = self.query_one("#eval-runs", DataTable)
         keep = table.cursor_row
         table.clear()
@@ -144,8 +162,9 @@ class EvaluateScreen(WorkbenchScreen):
             table.move_cursor(row=min(keep, len(message.runs) - 1), animate=False)
         self.show_report(message.report)
         self.query_one("#eval-agreement", Static).update(agreement_text(message.agreement))
-        latest = max(message.jobs.values(), key=lambda j: j["id"], default=None)
-        self.show_job(latest)
+        # the job started here; else this character's latest evaluation job (never another character's)
+        own = message.jobs.get(self.job_id) if self.job_id is not None else None
+        self.show_job(own or max(message.jobs.values(), key=lambda j: j["id"], default=None))
 
     def show_job(self, job: dict | None) -> None:
         line = self.query_one("#eval-job", Static)
@@ -170,8 +189,8 @@ class EvaluateScreen(WorkbenchScreen):
         order = {m: i for i, m in enumerate(METHODS)}
         results = sorted(report["results"] if report else [], key=lambda r: (order.get(r["method"], 9), r["variant"] != "base"))
         for r in results:
-            table.add_row(r["method"], r["variant"], str(r["n"]), f"{r['delta_apc_mean']:+.3f}",
-                          f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]", f"{r['active_mean']:.2f}", f"{r['passive_mean']:.2f}")  # fmt: skip
+            table.add_row(r["method"], r["variant"], str(r["n"]), signed(r["delta_apc_mean"], 3),
+                          ci_text(r["ci_low"], r["ci_high"], r["n"]), fixed(r["active_mean"]), fixed(r["passive_mean"]))  # fmt: skip
         if not results:
             plt.title("no results yet: s runs an evaluation" if not report else f"run {report['run_id']}: waiting for results")
             plot.refresh()
@@ -184,6 +203,7 @@ class EvaluateScreen(WorkbenchScreen):
             plt.multiple_bar(methods, series, labels=variants)
         else:
             plt.bar(methods, series[0], label=variants[0])
+        plt.ylim(*y_limits([v for row in series for v in row]))
         plt.title(f"run {report['run_id']} · {report['model']}")
         plot.refresh()
 
@@ -219,20 +239,27 @@ class EvaluateScreen(WorkbenchScreen):
         self.post_message(JobStarted(row["id"], "eval"))
 
     def on_job_started(self, message: JobStarted) -> None:
+        self.job_id = message.job_id
         self.notify(f"evaluation job {message.job_id} started; it keeps running if you quit", title="Job")
+        self.set_active(True)
         self.poll()
 
     def action_cancel(self) -> None:
-        self._cancel_worker()
+        self._cancel_worker(self.job_id, self.character)
 
     @work(thread=True, group="eval-cancel", exit_on_error=False, description="Cancel")
-    def _cancel_worker(self) -> None:
-        running = self.services.jobs.list(kind="eval", status="running", limit=1) or self.services.jobs.list(kind="eval", status="queued", limit=1)
-        if not running:
+    def _cancel_worker(self, job_id: int | None, character: str | None) -> None:
+        """Cancel the job started here; else this character's running evaluation."""
+        jobs = self.services.jobs
+        if job_id is None or jobs.repo.get(job_id)["status"] not in ACTIVE:
+            cid = self.services.characters.repo.row(character)["id"] if character else None
+            active = [j for j in jobs.list(kind="eval", limit=50) if j["status"] in ACTIVE and j.get("character_id") == cid]
+            job_id = active[0]["id"] if active else None
+        if job_id is None:
             self.app.call_from_thread(self.notify, "no evaluation is running", severity="warning")
             return
-        status = self.services.jobs.cancel(running[0]["id"])
-        self.app.call_from_thread(self.notify, f"job {running[0]['id']}: cancel requested ({status})")
+        status = jobs.cancel(job_id)
+        self.app.call_from_thread(self.notify, f"job {job_id}: cancel requested ({status})")
 
 
 def _adapter_name(run: dict) -> str:

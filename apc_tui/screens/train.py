@@ -21,6 +21,28 @@ MAIN_SETTINGS = {
     "eu": ("epochs", "learning_rate", "lora_r", "grad_accum", "max_steps", "device"),
 }
 POLL_S = 1.0
+"""While a job is queued or running: refresh every second."""
+IDLE_POLL_S = 30.0
+"""While nothing runs: one cheap look every 30 s (a job started from the CLI shows up); ~0 CPU."""
+ACTIVE = ("queued", "running")
+
+
+class AdaptivePoll:
+    """A poll that runs every POLL_S while work is active and every IDLE_POLL_S otherwise; the
+    screens call `poll_now()` on their own events (resume, a job started, a row chosen)."""
+
+    def start_poll(self, poll) -> None:
+        self._poll = poll
+        self._fast = self.set_interval(POLL_S, poll, pause=True)
+        self._slow = self.set_interval(IDLE_POLL_S, poll)
+        self.active_work = False
+        poll()
+
+    def set_active(self, active: bool) -> None:
+        """Called with each poll result: any job queued or running?"""
+        if active != self.active_work:
+            self.active_work = active
+            (self._fast.resume if active else self._fast.pause)()
 
 
 class JobsPolled(Message):
@@ -37,14 +59,15 @@ class JobStarted(Message):
         self.job_id, self.kind = job_id, kind
 
 
-class JobsScreenMixin:
-    """Polls jobs from a thread every POLL_S; the screen shows them in `on_jobs_polled`."""
+class JobsScreenMixin(AdaptivePoll):
+    """Polls jobs from a thread (every POLL_S while one runs, rarely when idle); the screen shows
+    them in `on_jobs_polled`, and redraws only what changed."""
 
     job_kinds: tuple[str, ...] | None = None
+    shown_signature = None
 
     def start_polling(self) -> None:
-        self.poll_jobs()
-        self.set_interval(POLL_S, self.poll_jobs)
+        self.start_poll(self.poll_jobs)
 
     def poll_jobs(self) -> None:
         if self.is_current and not self._polling():
@@ -71,6 +94,7 @@ class JobsScreenMixin:
         return {}
 
     def show_jobs(self, message: JobsPolled) -> dict | None:
+        self.set_active(any(j["status"] in ACTIVE for j in message.jobs))
         table = self.query_one(JobsTable)
         table.show(message.jobs, message.names)
         job = next((j for j in message.jobs if j["id"] == message.job_id), None)
@@ -236,6 +260,10 @@ class TrainScreen(JobsScreenMixin, WorkbenchScreen):
 
     # -- polling --------------------------------------------------------------------------
     def on_jobs_polled(self, message: JobsPolled) -> None:
+        signature = (repr(message.jobs), message.job_id, len(message.metrics), len(message.logs), repr(message.extra))
+        if signature == self.shown_signature and not message.logs:
+            return  # nothing changed: no redraw
+        self.shown_signature = signature
         job = self.show_jobs(message)
         title = f"job {job['id']} {job['kind']} · {job['status']} · {job.get('progress_text') or ''}" if job else ""
         self.query_one(MetricsPlot).show(message.metrics, title)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from .format import bar, printable
+from .format import bar, printable, prob, signed
 
 
 
@@ -19,7 +19,7 @@ def separating_terms(score_a: dict, score_b: dict) -> list[tuple[float, dict, di
 
 
 def _p(value: float, style: str, width: int = 4) -> Text:
-    return Text.assemble((bar(value, width), style), (f"{value:.2f}"[1:] if value < 1 else "1.0", "dim"))
+    return Text.assemble((bar(value, width), style), (prob(value), "dim"))
 
 
 class WhyTable(DataTable):
@@ -41,13 +41,13 @@ class WhyTable(DataTable):
             self.border_subtitle = "needs two scored replies"
             return
         rows = separating_terms(score_a, score_b)
-        self.border_subtitle = f"{len(rows)} statements · ΔAPC {self.columns_[0]} {score_a['delta_apc'] - score_b['delta_apc']:+.2f}"
+        self.border_subtitle = f"{len(rows)} statements · ΔAPC {self.columns_[0]} {signed(score_a['delta_apc'] - score_b['delta_apc'])}"
         for diff, ta, tb in rows:
             statement = printable(ta["statement"])
             if len(statement) > statement_width:
                 statement = statement[: statement_width - 1] + "…"
             self.add_row(
-                Text(f"{diff:+.2f}", style="bold green" if diff > 0 else "bold red" if diff < 0 else "dim"),
+                Text(signed(diff), style="bold green" if round(diff, 2) > 0 else "bold red" if round(diff, 2) < 0 else "dim"),
                 statement,
                 _p(ta["p_yes"], "cyan"),
                 _p(ta["p_entailed"], "green"),
