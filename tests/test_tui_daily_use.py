@@ -224,3 +224,51 @@ async def test_idle_train_and_evaluate_cost_almost_no_cpu(tui_services, make_tui
         await asyncio.sleep(4.0)
         used = time.process_time() - start
     assert used < 0.08, f"{mode} used {used:.2f} s CPU in 4 s idle"
+
+
+async def test_characters_cursor_stays_after_toggle_and_edit(tui_services, make_tui):
+    app = make_tui(tui_services)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        await pilot.press("down")  # the second character: a refill must not jump back to the first
+        await settle(pilot, app)
+        name = app.character
+        assert name != screen.query_one("#character-table").get_row_at(0)[0]
+        table = screen.query_one("#statement-table")
+        await pilot.press("right", "down", "down", "down", "down", "down")
+        await pilot.pause()
+        assert table.cursor_row == 5
+        await pilot.press("space")  # disable statement 6
+        await settle(pilot, app)
+        assert table.cursor_row == 5 and app.focused is table and app.character == name
+        s = screen._selected_statement()
+        assert not s.enabled
+        await pilot.press("e")
+        await pilot.pause()
+        field = app.screen.query_one("#prompt-input")
+        text = f"{name} keeps a paper map of every route."
+        field.value = text
+        await pilot.press("enter")
+        await settle(pilot, app)
+        assert table.cursor_row == 5 and app.character == name
+        edited = screen._selected_statement()
+        assert (edited.text, edited.origin) == (text, "edited")
+        detail = str(screen.query_one("#statement-detail").render())
+        assert text in detail  # the full text has a place
+
+
+async def test_statement_detail_shows_the_full_text(tui_services, make_tui):
+    name = "Kaito Renn"
+    long = f"{name} " + "remembers every rooftop, every ladder and every broken skylight between the Hollow Spire and the old harbour markets"
+    sid = tui_services.characters.add_statement(name, long)
+    app = make_tui(tui_services)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        table = screen.query_one("#statement-table")
+        ids = [s.id for s in screen.shown.statements]
+        table.move_cursor(row=ids.index(sid))
+        await pilot.pause()
+        assert "…" in str(table.get_row_at(ids.index(sid))[-1])  # cut in the table at 80 columns
+        assert long.replace(" ", "") in str(screen.query_one("#statement-detail").render()).replace("\n", "").replace(" ", "")

@@ -135,10 +135,13 @@ class CharactersScreen(WorkbenchScreen):
             return
         state = "enabled" if s.enabled else "disabled (not scored, not retrieved)"
         passage = s.source_passage or "(no source passage: added by hand or from a statements file)"
-        detail.update(f"[b]origin[/b] {s.origin} · {state}\n[b]source passage[/b]\n{_escape(passage)}")
+        review = " · drafted from the text: check it (e edits)" if s.origin == "split" else ""
+        detail.update(f"{_escape(s.text)}\n[b]origin[/b] {s.origin}{review} · {state}\n[b]source passage[/b]\n{_escape(passage)}")
 
     @on(DataTable.RowHighlighted, "#character-table")
     def _character_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row != event.data_table.cursor_row:
+            return  # a stale event from refilling the table (it starts on row 1): the cursor has moved on
         if event.row_key.value and event.row_key.value != self.app.character:
             self._show_statements(event.row_key.value)
 
