@@ -52,6 +52,8 @@ async def test_new_chat_waits_with_the_input_focused(tui_services, make_tui):
         assert app.focused is app.screen.query_one("#cand-a")
         await pilot.press("m")
         assert app.focused is field and field.value == "Where do you live?"  # m focuses, types nothing
+        await pilot.press("!")
+        assert field.value == "Where do you live?!"  # typing goes on at the end (the text is not selected)
 
 
 async def test_f3_opens_a_new_character_chat_with_input_focused(tui_services, make_tui):

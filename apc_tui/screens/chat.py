@@ -94,7 +94,9 @@ class ChatScreen(WorkbenchScreen):
                     yield CandidatePanel("A", id="cand-a")
                     yield CandidatePanel("B", id="cand-b")
                 yield WhyTable(id="why")
-                yield Input(placeholder="› message (enter sends · esc leaves · m returns)", id="chat-input", compact=True)
+                # select_on_focus off: coming back with `m` continues the text instead of replacing it
+                yield Input(placeholder="› message (enter sends · esc leaves · m returns)", id="chat-input", compact=True,
+                            select_on_focus=False)
 
     def on_mount(self) -> None:
         self._update_banner(self.defaults[0])
