@@ -274,3 +274,78 @@ async def test_statement_detail_shows_the_full_text(tui_services, make_tui):
         await pilot.pause()
         assert "…" in str(table.get_row_at(ids.index(sid))[-1])  # cut in the table at 80 columns
         assert long.replace(" ", "") in str(screen.query_one("#statement-detail").render()).replace("\n", "").replace(" ", "")
+
+
+async def test_scorer_badge_and_caveat_wherever_apc_shows(tui_services, make_tui):
+    from tests.test_tui_snapshots import seed_eval
+
+    seeded = seed_conversation(tui_services)
+    seed_eval(tui_services)
+    app = make_tui(tui_services, start_mode="chat")  # settings.profile: embedded (the default)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        assert "scorer embedded ⚠" in str(screen.query_one("#chat-status").render())
+        assert "scorer embedded" in str(screen.query_one("#why").border_title)
+        caveat = str(screen.query_one("#trust-caveat").render())
+        assert "61% on unseen English characters" in caveat.replace("\n", " ") and "APC_PROFILE=multilingual" in caveat
+        assert "APC_PROFILE=paper" in str(screen.query_one("#trust-caveat").tooltip)
+        await pilot.press("f6")
+        await settle(pilot, app)
+        ev = app.screen
+        assert "scorer test" in str(ev.query_one("#eval-results").border_title)  # the run's own profile
+        await pilot.press("f5")
+        await settle(pilot, app)
+        assert "scorer embedded ⚠" in str(app.screen.query_one("#train-trust").render())
+    a, b = seeded["turns"][0]["candidates"]
+    assert a and b
+
+
+async def test_chinese_character_on_embedded_warns_before_pairs(tui_services, make_tui):
+    from apc_tui.screens.dialogs import Confirm
+
+    zh = next(r["name"] for r in tui_services.characters.list() if r["language"] == "zh")
+    app = make_tui(tui_services, start_mode="train")
+    async with app.run_test(size=SIZE) as pilot:
+        app.character = zh
+        await settle(pilot, app)
+        await pilot.press("b")
+        await pilot.pause()
+        assert isinstance(app.screen, Confirm)
+        question = app.screen.question
+        assert "train queries" in question and "replies to generate" in question and "tiny" in question  # count, model
+        assert "Chinese" in question and "33%" in question and "would teach noise" in question
+        await pilot.press("n")
+        await settle(pilot, app)
+        assert tui_services.jobs.list() == []  # declined: nothing started
+
+
+async def test_long_work_asks_first(tui_services, make_tui):
+    from apc_tui.screens.dialogs import Confirm
+
+    seed_conversation(tui_services)
+    app = make_tui(tui_services, start_mode="evaluate")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("s")
+        await pilot.pause()
+        assert isinstance(app.screen, Confirm)
+        assert "replies to generate and score" in app.screen.question and "tiny" in app.screen.question
+        await pilot.press("escape")
+        await settle(pilot, app)
+        assert tui_services.jobs.list() == []
+
+
+def test_cli_warns_before_pairs_for_chinese_on_embedded(services, tmp_path):
+    from typer.testing import CliRunner
+
+    from apc_tui.cli import app as cli_app
+
+    services.characters.seed_demo()
+    zh = next(r["name"] for r in services.characters.list() if r["language"] == "zh")
+    missing = f"hf:{tmp_path / 'no-such-model'}"  # the job fails at once on loading it: nothing is sampled
+    result = CliRunner().invoke(cli_app, ["dpo", "pairs", "--character", zh, "--model", missing, "--max", "1"])
+    assert "warning: embedded scorer" in result.output and "Chinese" in result.output, result.output
+    en = next(r["name"] for r in services.characters.list() if r["language"] == "en")
+    result = CliRunner().invoke(cli_app, ["dpo", "pairs", "--character", en, "--model", missing, "--max", "1"])
+    assert "warning" not in result.output

@@ -30,6 +30,17 @@ SaveStepsOpt = Annotated[int | None, typer.Option("--save-steps", help="Resumabl
 AccumOpt = Annotated[int | None, typer.Option("--grad-accum", help="Gradient accumulation steps (default 8).")]
 
 
+def warn_untrusted(ctx: typer.Context, character: str, profile: str | None, action: str) -> None:
+    """Before work that learns from APC: say on stderr when the scorer is not to be trusted for
+    this character's language (the embedded scorer on Chinese)."""
+    from ..trust import trust_for
+
+    language = services(ctx).characters.repo.row(character)["language"]
+    trust = trust_for(profile or services(ctx).settings.profile, language)
+    if trust.warn_training:
+        typer.echo(f"warning: {trust.warning(action)}", err=True)
+
+
 def _done_line(row: dict) -> str:
     return f"job {row['id']} done: {row['artifacts']}"
 
@@ -53,6 +64,7 @@ def pairs(
     svc = services(ctx).training
     config, cid = svc.pairs_config(character, model, method=method, k=k_or_setting(ctx, k), max_pairs=max_pairs, margin=margin,
                                    profile=profile, device=device, max_new_tokens=max_new_tokens)  # fmt: skip
+    warn_untrusted(ctx, config["character"], config["profile"], "building DPO pairs")
     run_job(ctx, "pairs", config, character_id=cid, detach=detach, as_json=as_json,
             render=lambda d: typer.echo(f"{d['pairs_kept']} pairs kept from {d['queries']} queries (job {d['job_id']}); "
                                         f"see `apc dpo list --character {config['character']!r}`"))
@@ -100,6 +112,8 @@ def _train_job(ctx: typer.Context, kind: str, character: str, model: str, name: 
     """Run a `dpo` or `eu` training job; flags left unset (None, False) keep the engine's defaults."""
     settings = {k: v for k, v in settings.items() if v is not None and v is not False}
     config, cid = services(ctx).finetune.train_config(kind, character, model, name, settings)
+    if kind == "dpo" and services(ctx).training.list_pairs(character, "apc"):
+        warn_untrusted(ctx, character, None, "training")
     run_job(ctx, kind, config, character_id=cid, detach=detach, as_json=as_json, render=_render_adapter)
 
 

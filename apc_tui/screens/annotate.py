@@ -127,9 +127,17 @@ class AnnotateScreen(WorkbenchScreen):
         left.show(shown_left, hide_scores=not revealed, mark=marks[0])
         right.show(shown_right, hide_scores=not revealed, mark=marks[1])
         if revealed:
+            from ..trust import trust_for
+
             why.show(shown_left.get("score"), shown_right.get("score"), statement_width=statement_width(why, self))
+            profile = (shown_left.get("score") or {}).get("profile") or self.services.settings.profile
+            language = self.services.characters.repo.row(self.character)["language"] if self.character else "en"
+            trust = trust_for(profile, language)
+            why.border_title = f"WHY L vs R · {trust.badge}"
+            why.tooltip = trust.caveat or None
         else:
             why.show(None, None)
+            why.border_title = "WHY L vs R"
             why.border_subtitle = "revealed after your vote"
 
     def _progress(self) -> None:

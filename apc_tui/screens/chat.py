@@ -85,6 +85,7 @@ class ChatScreen(WorkbenchScreen):
             yield Input(str(k), id="chat-k", type="integer", compact=True)
             yield Label("", id="chat-status")
         yield Static(TINY_BANNER, id="tiny-banner", markup=False)
+        yield Static("", id="trust-caveat", markup=False)
         with Horizontal(id="chat-body"):
             yield ConversationTree(id="chat-tree")
             with Vertical(id="chat-main"):
@@ -158,7 +159,20 @@ class ChatScreen(WorkbenchScreen):
         siblings = st.candidates()
         more = f" · {len(siblings)} candidates ([ ])" if len(siblings) > 2 else ""
         conv = f"conversation #{st.conversation_id}" if st.conversation_id else "new conversation"
-        self.query_one("#chat-status", Label).update(f"{conv}{more}")
+        trust = self.trust()
+        self.query_one("#chat-status", Label).update(f"{conv}{more} · {trust.badge}")
+        caveat = self.query_one("#trust-caveat", Static)
+        caveat.update(trust.short)
+        caveat.tooltip = trust.caveat or None
+        caveat.display = bool(trust.caveat)
+        why.border_title = f"WHY A vs B · {trust.badge}"
+
+    def trust(self):
+        """How much to trust the APC shown: the scorer profile and, for embedded, its caveat."""
+        from ..trust import trust_for
+
+        language = self.services.characters.repo.row(self.character)["language"] if self.character else "en"
+        return trust_for(self.services.settings.profile, language)
 
     # -- options --------------------------------------------------------------------------
     def options(self):

@@ -14,6 +14,7 @@ from textual_plotext import PlotextPlot
 
 from ..numbers import ci_text, fixed, signed
 from .base import WorkbenchScreen
+from .dialogs import Confirm
 from .train import ACTIVE, AdaptivePoll, JobStarted
 
 METHODS = ("none", "lcm", "rag", "eu")
@@ -92,6 +93,7 @@ class EvaluateScreen(AdaptivePoll, WorkbenchScreen):
                 yield ProgressBar(total=1.0, id="eval-progress", show_eta=False)
             yield DataTable(id="eval-runs", cursor_type="row", zebra_stripes=True)
         yield Static("", id="eval-agreement")
+        yield Static("", id="eval-trust", markup=False)
         with Horizontal(id="eval-bottom"):
             yield DataTable(id="eval-results", cursor_type="row")
             yield PlotextPlot(id="eval-plot")
@@ -179,7 +181,19 @@ class EvaluateScreen(AdaptivePoll, WorkbenchScreen):
         line.update(Text(text, style="red" if job["status"] in ("failed", "dead") else ""))
         bar.update(progress=job.get("progress") or 0)
 
+    def show_trust(self, profile: str) -> None:
+        from ..trust import trust_for
+
+        language = self.services.characters.repo.row(self.character)["language"] if self.character else "en"
+        trust = trust_for(profile, language)
+        self.query_one("#eval-results", DataTable).border_title = f"ΔAPC per method (95% CI) · {trust.badge}"
+        line = self.query_one("#eval-trust", Static)
+        line.update(trust.short)
+        line.tooltip = trust.caveat or None
+        line.display = bool(trust.short)
+
     def show_report(self, report: dict | None) -> None:
+        self.show_trust(report["profile"] if report else self.services.settings.profile)
         table = self.query_one("#eval-results", DataTable)
         table.clear()
         plot = self.query_one("#eval-plot", PlotextPlot)
@@ -230,7 +244,23 @@ class EvaluateScreen(AdaptivePoll, WorkbenchScreen):
             "k": int(k) if k.isdigit() else self.services.settings.k,
             "max_new_tokens": int(tokens) if tokens.isdigit() and int(tokens) > 0 else 160,
         }
-        self._start_worker(self.character, self.query_one("#eval-model", Input).value.strip(), methods, options)
+        character, model = self.character, self.query_one("#eval-model", Input).value.strip()
+        queries_all, origin = self.services.evaluation.queries_for(self.services.characters.get(character))
+        n = min(len(queries_all), options["queries"] or len(queries_all))
+        variants = 2 if options["adapter"] else 1
+        replies = n * len(methods) * variants
+        from ..trust import trust_for
+
+        trust = trust_for(self.services.settings.profile, self.services.characters.repo.row(character)["language"])
+        question = (f"Evaluate {character} with {model}: methods {', '.join(methods) or 'none chosen'}, {n} {origin} queries"
+                    f"{' × base and adapter' if variants == 2 else ''} = {replies} replies to generate and score "
+                    f"({trust.badge}). It runs as a job.\n\nStart?")  # fmt: skip
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._start_worker(character, model, methods, options)
+
+        self.app.push_screen(Confirm(question), answered)
 
     @work(thread=True, group="eval-start", exit_on_error=False, description="Run evaluation")
     def _start_worker(self, character: str, model: str, methods: list[str], options: dict) -> None:
