@@ -349,3 +349,69 @@ def test_cli_warns_before_pairs_for_chinese_on_embedded(services, tmp_path):
     en = next(r["name"] for r in services.characters.list() if r["language"] == "en")
     result = CliRunner().invoke(cli_app, ["dpo", "pairs", "--character", en, "--model", missing, "--max", "1"])
     assert "warning" not in result.output
+
+
+async def test_ideal_reply_editor_replaces_on_typing_and_branch_names_the_reply(tui_services, make_tui):
+    from textual.widgets import TextArea
+
+    seed_conversation(tui_services)
+    app = make_tui(tui_services, start_mode="chat")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("escape", "e")
+        await pilot.pause()
+        area = app.screen.query_one("#prompt-text", TextArea)
+        assert "instead of A" in app.screen.title_text
+        await pilot.press(*"I ride")
+        assert area.text == "I ride"  # typing replaced A's text at once
+        await pilot.press("escape")
+        await pilot.pause()
+        app.screen.query_one("#cand-b").focus()
+        await pilot.press("b")
+        await pilot.pause()
+        assert "after reply B" in app.screen.title_text
+
+
+async def test_import_picker_says_how_to_type_a_path_goes_up_and_remembers_the_folder(tui_services, make_tui, tmp_path):
+    import json
+
+    from apc_tui.screens.file_picker import FilePicker
+
+    folder = tmp_path / "cards"
+    (folder / "deeper").mkdir(parents=True)
+    f = folder / "koishi.json"
+    f.write_text(json.dumps({"name": "Komeiji Koishi", "statements": ["Komeiji Koishi lives in Chireiden."]}))
+    app = make_tui(tui_services)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("i")
+        await pilot.pause()
+        hint = str(app.screen.query_one(".dialog-hint").render())
+        assert "type a path" in hint and "go up" in hint
+        app.screen.query_one("#picker-tree").path = folder / "deeper"
+        app.screen.query_one("#picker-tree").focus()
+        await pilot.press("backspace")  # up a folder
+        await pilot.pause()
+        assert str(app.screen.query_one("#picker-tree").path) == str(folder)
+        box = app.screen.query_one("#picker-path")
+        box.value = str(f)
+        box.focus()
+        await pilot.press("enter")
+        await settle(pilot, app)
+        await pilot.press("i")
+        await pilot.pause()
+        assert isinstance(app.screen, FilePicker) and app.screen.start == folder.resolve()  # remembered
+
+
+async def test_command_palette_offers_every_screens_real_commands(tui_services, make_tui):
+    app = make_tui(tui_services)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        for title in ("Characters: Import", "Characters: Export", "Chat: New conversation", "Train: Start training",
+                      "Train: Build APC pairs", "Evaluate: Run evaluation", "Annotate: Undo", "Go to Evaluate"):
+            assert title in commands, sorted(commands)
+        assert not any(c.help.startswith("Key ") for c in commands.values())
+        commands["Chat: New conversation"].callback()  # from Characters: opens Chat, starts a conversation
+        await settle(pilot, app)
+        assert app.current_mode == "chat" and app.focused is app.screen.query_one("#chat-input")

@@ -168,9 +168,11 @@ class CharactersScreen(WorkbenchScreen):
     def action_import(self) -> None:
         def chosen(path: Path | None) -> None:
             if path is not None:
+                self.app.last_import_folder = path.expanduser().resolve().parent  # the next import starts there
                 self.import_file(path)
 
-        self.app.push_screen(FilePicker(Path.cwd()), chosen)
+        start = getattr(self.app, "last_import_folder", None)
+        self.app.push_screen(FilePicker(start if start is not None and start.is_dir() else Path.cwd()), chosen)
 
     @work(thread=True, exclusive=True, group="characters-import", exit_on_error=False, description="Import")
     def import_file(self, path: Path) -> None:

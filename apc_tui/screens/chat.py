@@ -304,7 +304,10 @@ class ChatScreen(WorkbenchScreen):
         if target is None:
             self.notify("nothing to branch from yet: send a message first", severity="warning")
             return
-        kind = "an alternative to this user turn" if self.state.messages.get(target, {}).get("role") == "user" else "a new turn after this reply"
+        a, b = self.state.shown()
+        slot = "A" if a and target == a["id"] else "B" if b and target == b["id"] else f"#{target}"
+        kind = "an alternative to this user turn" if self.state.messages.get(target, {}).get("role") == "user" \
+            else f"a new turn after reply {slot}"  # fmt: skip
 
         def done(text: str | None) -> None:
             if text and text.strip() and not self.busy():
@@ -322,8 +325,11 @@ class ChatScreen(WorkbenchScreen):
                 self._busy(True, "scoring your reply…")
                 self._edit_worker(m["id"], text)
 
-        hint = "Write the reply the character should have given; it is stored beside the others and scored."
-        self.app.push_screen(TextPrompt("Ideal response", m["content"], multiline=True, hint=hint), done)
+        a, _ = self.state.shown()
+        slot = "A" if a and m["id"] == a["id"] else "B"
+        hint = (f"Write the reply the character should have given instead of {slot}; it is stored beside the others and "
+                f"scored. {slot}'s text is below, selected: type to replace it, or arrows to edit it.")  # fmt: skip
+        self.app.push_screen(TextPrompt(f"Ideal response (instead of {slot})", m["content"], multiline=True, hint=hint, select_all=True), done)
 
     @work(thread=True, exclusive=True, group="chat-edit", exit_on_error=False, description="Edit")
     def _edit_worker(self, message_id: int, text: str) -> None:
