@@ -112,7 +112,8 @@ class CharactersScreen(WorkbenchScreen):
         room = max(12, (table.size.width or self.app.size.width - 42) - 20)
         for i, s in enumerate(c.statements, 1):
             text = s.text if len(s.text) <= room else s.text[: room - 1] + "…"
-            table.add_row(str(i), "✓" if s.enabled else "·", s.origin, text, key=str(s.id))
+            origin = "draft ⚠" if s.origin == "split" else s.origin  # drafted from the text: to review
+            table.add_row(str(i), "✓" if s.enabled else "·", origin, text, key=str(s.id))
         ids = [s.id for s in c.statements]
         if statement_id in ids:
             table.move_cursor(row=ids.index(statement_id))
