@@ -88,7 +88,7 @@ class WorkbenchApp(App):
                     continue
                 seen.add(b.description)
                 keys = b.key_display or b.key.split(",")[0]
-                yield SystemCommand(f"{label}: {b.description}", f"key {keys} on {label} ({key})",
+                yield SystemCommand(f"{label}: {b.tooltip or b.description}", f"key {keys} on {label} ({key})",
                                     lambda mode=mode, action=b.action: self.run_on(mode, action))  # fmt: skip
 
     def run_on(self, mode: str, action: str) -> None:

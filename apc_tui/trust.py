@@ -34,6 +34,7 @@ class Trust:
     badge: str  # short: "scorer embedded ⚠" / "scorer multilingual"
     caveat: str  # one or two sentences; "" when there is nothing to say
     short: str  # the caveat in about two 80-column lines (screens); "" when nothing to say
+    line: str  # badge and measured quality in one short line (narrow panes)
     warn_training: bool  # building pairs or training on these scores is not advised
 
     def warning(self, action: str) -> str:
@@ -45,19 +46,21 @@ def trust_for(profile: str | None, language: str | None) -> Trust:
     profile = (profile or "embedded").strip()
     language = (language or "en").strip() or "en"
     if profile != "embedded":
-        return Trust(profile, language, f"scorer {profile}", "", "", False)
+        return Trust(profile, language, f"scorer {profile}", "", "", f"scorer {profile}", False)
     ranking = (embedded_report().get("ranking") or {}).get("most_faithful_first") or {}
     first = ranking.get(language)
     lang = {"en": "English", "zh": "Chinese"}.get(language, language)
     if first is None:
         measured = f"it was not measured on {lang} characters"
         short = f"not measured on {lang}"
+        line = f"scorer embedded ⚠ · not measured on {lang}"
         weak = True
     else:
         measured = (f"on {lang} characters it never saw it ranks the faithful of three replies first "
                     f"{first:.0%} of the time (chance {CHANCE:.0%})")  # fmt: skip
-        short = f"faithful reply ranked first {first:.0%} on unseen {lang} characters (chance {CHANCE:.0%})"
+        short = f"puts the faithful reply first {first:.0%} on unseen {lang} characters (chance {CHANCE:.0%})"
+        line = f"scorer embedded ⚠ · faithful first {first:.0%} ({language}, chance {CHANCE:.0%})"
         weak = first < CHANCE + 0.1
     caveat = f"embedded scorer (small offline model): {measured}; it can read a faithful reply as a contradiction. {SWITCH}"
-    short = f"⚠ embedded scorer: {short} · switch: APC_PROFILE=multilingual | paper | judge:openai:MODEL"
-    return Trust(profile, language, "scorer embedded ⚠", caveat, short, weak)
+    short = f"⚠ embedded scorer {short} · try APC_PROFILE=multilingual (or paper, judge:…)"
+    return Trust(profile, language, "scorer embedded ⚠", caveat, short, line, weak)

@@ -63,7 +63,7 @@ def test_apc_runs_in_tmux(tmux, tmp_path):
     tmux.wait_for("Kaito Renn", "Maelle Kervran", "顾明澜", "Characters F2", "Kaito Renn · 24 statements")
 
     tmux("send-keys", "-t", tmux.session, "F3")
-    tmux.wait_for("Prefer A", "MEANINGLESS")  # the default model is tiny: the banner says so
+    tmux.wait_for("Regen", "MEANINGLESS")  # the default model is tiny: the banner says so
 
     tmux("send-keys", "-t", tmux.session, "F1")
     tmux.wait_for("Keys on Chat")

@@ -26,13 +26,13 @@ class AnnotateScreen(WorkbenchScreen):
     LABEL = "Annotate"
     HOME = "#ann-left"
     BINDINGS = [
-        Binding("1", "vote('left')", "Left better"),
-        Binding("2", "vote('right')", "Right better"),
+        Binding("1", "vote('left')", "Left", tooltip="Left better"),
+        Binding("2", "vote('right')", "Right", tooltip="Right better"),
         Binding("equals_sign", "vote('tie')", "Tie", key_display="="),
         Binding("0", "vote('both_bad')", "Both bad"),
         Binding("n,space", "next", "Next"),
         Binding("u", "undo", "Undo"),
-        Binding("d", "toggle_queue", "Disagreements"),
+        Binding("d", "toggle_queue", "Disagree", tooltip="Disagreements queue (APC ≠ human)"),
         Binding("a", "focus_annotator", "Annotator", show=False),
     ]
 
@@ -129,7 +129,7 @@ class AnnotateScreen(WorkbenchScreen):
         if revealed:
             from ..trust import trust_for
 
-            why.show(shown_left.get("score"), shown_right.get("score"), statement_width=statement_width(why, self))
+            why.show(shown_left.get("score"), shown_right.get("score"), statement_width=statement_width(why, self), name=self.character or "")
             profile = (shown_left.get("score") or {}).get("profile") or self.services.settings.profile
             language = self.services.characters.repo.row(self.character)["language"] if self.character else "en"
             trust = trust_for(profile, language)

@@ -32,7 +32,10 @@ class WorkbenchScreen(Screen):
             yield NavTabs(self.MODE)
             yield Label("", id="context")
         yield from self.compose_body()
-        yield Footer()
+        yield Footer(compact=True)  # every key is also in the command palette (ctrl+p) and help (F1)
+
+    def on_resize(self, event) -> None:
+        self.set_class(event.size.width < 100, "narrow")
 
     def compose_body(self) -> ComposeResult:
         yield from ()

@@ -29,12 +29,13 @@ class ChatScreen(WorkbenchScreen):
     LABEL = "Chat"
     HOME = "#cand-a"
     BINDINGS = [
-        Binding("1", "vote('a')", "Prefer A"),
-        Binding("2", "vote('b')", "Prefer B"),
+        # short footer words (80 columns); the tooltip is the long name (help, command palette)
+        Binding("1", "vote('a')", "A", tooltip="Prefer A"),
+        Binding("2", "vote('b')", "B", tooltip="Prefer B"),
         Binding("equals_sign", "vote('tie')", "Tie", key_display="="),
         Binding("0", "vote('both_bad')", "Both bad"),
-        Binding("e", "edit", "Edit ideal"),
-        Binding("r", "regenerate", "Regenerate"),
+        Binding("e", "edit", "Ideal", tooltip="Edit ideal reply"),
+        Binding("r", "regenerate", "Regen", tooltip="Regenerate"),
         Binding("b", "branch", "Branch"),
         Binding("p", "prompt", "Prompt"),
         Binding("m", "focus_input", "Message"),
@@ -120,6 +121,7 @@ class ChatScreen(WorkbenchScreen):
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < 110, "narrow")
+        self.set_class(event.size.width < 100, "small")
         self.render_state()
 
     # -- loading --------------------------------------------------------------------------
@@ -155,12 +157,13 @@ class ChatScreen(WorkbenchScreen):
         self.query_one("#cand-a", CandidatePanel).show(a, mark=marks[0])
         self.query_one("#cand-b", CandidatePanel).show(b, mark=marks[1])
         why = self.query_one(WhyTable)
-        why.show(a and a.get("score"), b and b.get("score"), statement_width=statement_width(why, self))
+        why.show(a and a.get("score"), b and b.get("score"), statement_width=statement_width(why, self), name=st.character or "")
         siblings = st.candidates()
         more = f" · {len(siblings)} candidates ([ ])" if len(siblings) > 2 else ""
-        conv = f"conversation #{st.conversation_id}" if st.conversation_id else "new conversation"
+        small = self.size.width and self.size.width < 100
+        conv = (f"#{st.conversation_id}" if small else f"conversation #{st.conversation_id}") if st.conversation_id else "new conversation"
         trust = self.trust()
-        self.query_one("#chat-status", Label).update(f"{conv}{more} · {trust.badge}")
+        self.query_one("#chat-status", Label).update(f"{trust.badge} · {conv}{more}")
         caveat = self.query_one("#trust-caveat", Static)
         caveat.update(trust.short)
         caveat.tooltip = trust.caveat or None

@@ -58,6 +58,7 @@ class EvaluateScreen(AdaptivePoll, WorkbenchScreen):
     BINDINGS = [
         Binding("s", "start", "Run evaluation"),
         Binding("c", "cancel", "Cancel run"),
+        Binding("g", "toggle_chart", "Table/chart", show=False),
     ]
 
     def __init__(self, services):
@@ -78,7 +79,7 @@ class EvaluateScreen(AdaptivePoll, WorkbenchScreen):
                         yield Checkbox(m, m in ("none", "rag"), id=f"eval-m-{m}", compact=True)
                 with Horizontal(classes="form-row"):
                     yield Label("DPO adapter", classes="form-label")
-                    yield Select([], prompt="none (base only)", id="eval-adapter", compact=True)
+                    yield Select([], prompt="base only", id="eval-adapter", compact=True)
                 with Horizontal(classes="form-row"):
                     yield Label("queries", classes="form-label")
                     yield Input("", id="eval-queries", placeholder="all eval queries", type="integer", compact=True)
@@ -102,7 +103,7 @@ class EvaluateScreen(AdaptivePoll, WorkbenchScreen):
         self.query_one("#eval-form").border_title = "new evaluation (a job)"
         runs = self.query_one("#eval-runs", DataTable)
         runs.border_title = "runs"
-        for label in ("run", "model", "adapter", "status"):
+        for label in ("run", "status", "model", "adapter"):  # status before the long names (80 columns)
             runs.add_column(label, key=label)
         results = self.query_one("#eval-results", DataTable)
         results.border_title = "ΔAPC per method (95% CI)"
@@ -159,7 +160,7 @@ class EvaluateScreen(AdaptivePoll, WorkbenchScreen):
             job = message.jobs.get(r["job_id"]) if r.get("job_id") else None
             status = f"{job['status']} {100 * job['progress']:.0f}%" if job and job["status"] == "running" else (job["status"] if job else "–")
             adapter = (r.get("config_json") or "").count("adapter") and _adapter_name(r) or "–"
-            table.add_row(str(r["id"]), r["model_spec"], adapter, status, key=str(r["id"]))
+            table.add_row(str(r["id"]), status, r["model_spec"], adapter, key=str(r["id"]))
         if message.runs:
             table.move_cursor(row=min(keep, len(message.runs) - 1), animate=False)
         self.show_report(message.report)
@@ -186,7 +187,9 @@ class EvaluateScreen(AdaptivePoll, WorkbenchScreen):
 
         language = self.services.characters.repo.row(self.character)["language"] if self.character else "en"
         trust = trust_for(profile, language)
-        self.query_one("#eval-results", DataTable).border_title = f"ΔAPC per method (95% CI) · {trust.badge}"
+        results = self.query_one("#eval-results", DataTable)
+        results.border_title = f"ΔAPC per method (95% CI) · {trust.badge}"
+        results.border_subtitle = "g: chart" if self.has_class("narrow") else ""
         line = self.query_one("#eval-trust", Static)
         line.update(trust.short)
         line.tooltip = trust.caveat or None
@@ -273,6 +276,10 @@ class EvaluateScreen(AdaptivePoll, WorkbenchScreen):
         self.notify(f"evaluation job {message.job_id} started; it keeps running if you quit", title="Job")
         self.set_active(True)
         self.poll()
+
+    def action_toggle_chart(self) -> None:
+        """Below 100 columns the table and the chart share one place: g shows the other."""
+        self.toggle_class("chart")
 
     def action_cancel(self) -> None:
         self._cancel_worker(self.job_id, self.character)

@@ -193,7 +193,7 @@ class TrainScreen(JobsScreenMixin, WorkbenchScreen):
         pairs = self.services.training.list_pairs(name)
         trust = self.trust()
         line = self.query_one("#train-trust", Static)
-        line.update(f"APC pairs {trust.badge}: {trust.short}" if trust.short else f"APC pairs: {trust.badge}")
+        line.update(f"APC: {trust.line}")
         line.tooltip = trust.caveat or None
         by = Counter(p["source"] for p in pairs)
         parts = " · ".join(f"{src} {by[src]}" for src in ("human", "edited", "apc") if by[src]) or "none yet"

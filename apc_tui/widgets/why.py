@@ -35,7 +35,8 @@ class WhyTable(DataTable):
         for label in self.columns_:
             self.add_column(label, key=label)
 
-    def show(self, score_a: dict | None, score_b: dict | None, *, statement_width: int = 40) -> None:
+    def show(self, score_a: dict | None, score_b: dict | None, *, statement_width: int = 40, name: str = "") -> None:
+        """`name`: the character's name, shortened to its first word in statements that do not fit."""
         self.clear()
         if not score_a or not score_b:
             self.border_subtitle = "needs two scored replies"
@@ -44,6 +45,8 @@ class WhyTable(DataTable):
         self.border_subtitle = f"{len(rows)} statements · ΔAPC {self.columns_[0]} {signed(score_a['delta_apc'] - score_b['delta_apc'])}"
         for diff, ta, tb in rows:
             statement = printable(ta["statement"])
+            if len(statement) > statement_width and name and len(name.split()) > 1:
+                statement = statement.replace(name, name.split()[0])
             if len(statement) > statement_width:
                 statement = statement[: statement_width - 1] + "…"
             self.add_row(
