@@ -47,3 +47,29 @@ def margin_digits(a: float, b: float, digits: int = 2, most: int = 6) -> int:
     while digits < most and a != b and round(a, digits) == round(b, digits):
         digits += 1
     return digits
+
+
+def eta_text(seconds: float | None) -> str:
+    """'ETA 42s', 'ETA 3m05s', 'ETA 1h12m'; 'ETA ?' before the rate is known."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "ETA ?"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"ETA {seconds}s"
+    if seconds < 3600:
+        return f"ETA {seconds // 60}m{seconds % 60:02d}s"
+    return f"ETA {seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def job_eta(job: dict, now: float | None = None) -> str:
+    """A running job's ETA from its start time and progress fraction ('' when not running)."""
+    from datetime import datetime, timezone
+
+    progress = job.get("progress") or 0.0
+    if job.get("status") != "running" or not job.get("started_at"):
+        return ""
+    if progress <= 0:
+        return "ETA ?"
+    started = datetime.fromisoformat(job["started_at"]).timestamp()
+    elapsed = (now if now is not None else datetime.now(timezone.utc).timestamp()) - started
+    return eta_text(elapsed * (1 - progress) / progress)

@@ -71,3 +71,15 @@ def test_progress_writes_lines_when_not_a_terminal():
     p(3, 10)
     assert out.getvalue().startswith("pairs: 3/10 ( 30.0%) · ETA ") and out.getvalue().endswith("\n")
     assert eta_text(3725) == "ETA 1h02m" and eta_text(None) == "ETA ?"
+
+
+def test_job_eta_from_start_time_and_progress():
+    from datetime import datetime, timezone
+
+    from apc_tui.numbers import job_eta
+
+    start = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+    job = {"status": "running", "progress": 0.25, "started_at": start.isoformat()}
+    assert job_eta(job, now=start.timestamp() + 60) == "ETA 3m00s"
+    assert job_eta({**job, "progress": 0.0}, now=start.timestamp() + 60) == "ETA ?"
+    assert job_eta({**job, "status": "done"}) == ""

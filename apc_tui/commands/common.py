@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from ..numbers import eta_text  # noqa: F401  (shared with the TUI's job tables)
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 CharacterOpt = Annotated[str, typer.Option("--character", "-c", help="Character name (see `apc characters list`).")]
 ProfileOpt = Annotated[
@@ -78,18 +80,6 @@ def echo_table(rows: list[dict], columns: list[tuple[str, str]], *, empty: str =
     typer.echo(line(["-" * w for w in widths]))
     for c in cells:
         typer.echo(line(c))
-
-
-def eta_text(seconds: float | None) -> str:
-    """'ETA 42s', 'ETA 3m05s', 'ETA 1h12m'; 'ETA ?' before the rate is known."""
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "ETA ?"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"ETA {seconds}s"
-    if seconds < 3600:
-        return f"ETA {seconds // 60}m{seconds % 60:02d}s"
-    return f"ETA {seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 class Progress:

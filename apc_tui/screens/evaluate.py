@@ -176,7 +176,10 @@ class EvaluateScreen(AdaptivePoll, WorkbenchScreen):
             line.update("no evaluation job yet")
             bar.update(progress=0)
             return
+        from ..numbers import job_eta
+
         text = f"job {job['id']} {job['status']}" + (f" · {job['progress_text']}" if job.get("progress_text") else "")
+        text += f" · {job_eta(job)}" if job_eta(job) else ""
         if job.get("error"):
             text += f"\n{job['error']}"
         line.update(Text(text, style="red" if job["status"] in ("failed", "dead") else ""))
