@@ -83,3 +83,28 @@ def test_job_eta_from_start_time_and_progress():
     assert job_eta(job, now=start.timestamp() + 60) == "ETA 3m00s"
     assert job_eta({**job, "progress": 0.0}, now=start.timestamp() + 60) == "ETA ?"
     assert job_eta({**job, "status": "done"}) == ""
+
+
+def test_foreground_job_tail_prints_progress_with_eta(services):
+    import time as _time
+
+    from apc_tui.commands.jobs import _LogTail
+    from apc_tui.storage.jobs import JobRepo
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    repo = JobRepo(services.store)
+    job = repo.create("pairs", {"character": "X"})
+    repo.claim(job, 1)
+    out = Tty()
+    tail = _LogTail(services.jobs, job, Progress(f"job {job}", stream=out))
+    tail.start()
+    repo.heartbeat(job, 0.1, "10/100 queries")
+    _time.sleep(1.2)
+    repo.heartbeat(job, 0.5, "50/100 queries")
+    _time.sleep(1.2)
+    tail.stop()
+    shown = out.getvalue()
+    assert "50/100 queries" in shown and "ETA " in shown and "ETA ?" not in shown.rsplit("\r", 1)[-1], shown

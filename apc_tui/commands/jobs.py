@@ -60,8 +60,9 @@ def k_or_setting(ctx: typer.Context, k: int | None) -> int:
 class _LogTail:
     """Echo a foreground job's log lines (and its stage jobs') to stderr while it runs."""
 
-    def __init__(self, svc, job_id: int):
+    def __init__(self, svc, job_id: int, progress: Progress | None = None):
         self.svc, self.job_id = svc, job_id
+        self.progress = progress or Progress(f"job {job_id}")  # count and ETA from the job's heartbeat
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -74,7 +75,7 @@ class _LogTail:
 
     def run(self) -> None:
         seen: dict[int, int] = {}
-        progress = Progress(f"job {self.job_id}")  # count and ETA from the job's heartbeat
+        progress = self.progress
         last = None
         while True:
             finishing = self.done.wait(0.5)
