@@ -63,7 +63,7 @@ def test_apc_runs_in_tmux(tmux, tmp_path):
     tmux.wait_for("Kaito Renn", "Maelle Kervran", "顾明澜", "Characters F2", "Kaito Renn · 24 statements")
 
     tmux("send-keys", "-t", tmux.session, "F3")
-    tmux.wait_for("Regen", "MEANINGLESS")  # the default model is tiny: the banner says so
+    tmux.wait_for("› message", "MEANINGLESS")  # no conversation yet: the message box waits, focused  # the default model is tiny: the banner says so
 
     tmux("send-keys", "-t", tmux.session, "F1")
     tmux.wait_for("Keys on Chat")
@@ -89,7 +89,7 @@ def test_new_character_chat_takes_a_typed_question_at_80x24(tmux, tmp_path):
     tmux.wait_for("Kaito Renn", "Characters")
     time.sleep(0.5)
     tmux("send-keys", "-t", tmux.session, "Enter")
-    tmux.wait_for("new conversation")
+    tmux.wait_for("New conversation: type below")
     time.sleep(0.5)
     question = "Where do you live? tell me plenty"  # n, e, p, t, u, ? would all be shortcuts
     tmux("send-keys", "-t", tmux.session, "-l", question)

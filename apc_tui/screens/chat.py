@@ -161,7 +161,10 @@ class ChatScreen(WorkbenchScreen):
         siblings = st.candidates()
         more = f" · {len(siblings)} candidates ([ ])" if len(siblings) > 2 else ""
         small = self.size.width and self.size.width < 100
-        conv = (f"#{st.conversation_id}" if small else f"conversation #{st.conversation_id}") if st.conversation_id else "new conversation"
+        if st.conversation_id:
+            conv = f"#{st.conversation_id}" if small else f"conversation #{st.conversation_id}"
+        else:
+            conv = "new" if small else "new conversation"
         trust = self.trust()
         self.query_one("#chat-status", Label).update(f"{trust.badge} · {conv}{more}")
         caveat = self.query_one("#trust-caveat", Static)
