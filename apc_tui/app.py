@@ -74,20 +74,30 @@ class WorkbenchApp(App):
             self.push_screen(HelpScreen(self.screen))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """The command palette lists every key of the current screen with its description."""
+        """The command palette (ctrl+p) offers every screen's real commands, each with its key: run
+        from anywhere, it opens that screen first. Plus Textual's own (theme, quit, ...)."""
         yield from super().get_system_commands(screen)
-        seen = set()
-        for active in screen.active_bindings.values():
-            b = active.binding
-            if not b.description or b.description in seen or not active.enabled:
-                continue
-            seen.add(b.description)
-            node = active.node
-            yield SystemCommand(
-                f"{b.description} ({b.key_display or b.key})",
-                b.tooltip or f"Key {b.key_display or b.key}",
-                lambda action=b.action, node=node: self.run_action(action, node),
-            )
+        for mode in SCREENS_BY_MODE:
+            cls = screen_class(mode)
+            label, key = cls.LABEL, MODE_KEYS[mode].upper()
+            if mode != self.current_mode:
+                yield SystemCommand(f"Go to {label}", f"{key}", lambda mode=mode: self.action_go(mode))
+            seen = set()
+            for b in cls.BINDINGS:
+                if not isinstance(b, Binding) or not b.description or b.description in seen or b.key in ("left", "right"):
+                    continue
+                seen.add(b.description)
+                keys = b.key_display or b.key.split(",")[0]
+                yield SystemCommand(f"{label}: {b.tooltip or b.description}", f"key {keys} on {label} ({key})",
+                                    lambda mode=mode, action=b.action: self.run_on(mode, action))  # fmt: skip
+
+    def run_on(self, mode: str, action: str) -> None:
+        """Run a screen's action, opening its screen first when another one is shown."""
+        if mode != self.current_mode:
+            self.switch_mode(mode)
+            self.call_after_refresh(lambda: self.run_action(action, self.screen))
+        else:
+            self.run_action(action, self.screen)
 
     # -- failures -------------------------------------------------------------------------
     def report_failure(self, error: BaseException, action: str = "") -> None:

@@ -33,6 +33,7 @@ class ParsedCharacter:
     card: dict | None = None
     kind: str = ""
     art: bytes | None = None  # a card PNG's image without its card chunks (cards.art_from_png)
+    describes: int | None = None  # passages[:describes] describe the character: drafts come only from them (None: all)
 
 
 def read_character_file(path: Path, *, name: str | None = None, language: str | None = None) -> list[ParsedCharacter]:
@@ -61,7 +62,7 @@ def read_character_file(path: Path, *, name: str | None = None, language: str | 
             p.language = p.language or guess_language(p.source_text + " ".join(s for s, _, _ in p.statements))
         p.name = _clean_name(path, p.name)
         if not p.statements and p.passages:
-            p.statements = draft_statements(p.passages, p.language)
+            p.statements = draft_statements(p.passages if p.describes is None else p.passages[: p.describes], p.language)
         for text, _, _ in p.statements:
             if len(text) > MAX_STATEMENT:
                 raise InputError(f"{path}: a statement of {len(text)} characters ({text[:40]!r}...); "
@@ -213,6 +214,9 @@ def _card_from_png(path: Path, raw: bytes) -> dict:
 
 
 CARD_TEXT_FIELDS = ("description", "personality", "scenario")
+CARD_DESCRIBING_FIELDS = ("description", "personality")
+"""Card fields about the character itself; a scenario ("A customer walks into her workshop.") or a
+first message is context, never a persona statement, so drafts come only from these."""
 
 
 def _from_card(card: dict, path: Path) -> ParsedCharacter:
@@ -223,6 +227,7 @@ def _from_card(card: dict, path: Path) -> ParsedCharacter:
             raise InputError(f"{path}: card field {f!r} is a {type(data.get(f)).__name__}, not text; give it as a string")
     parts = [str(data.get(f) or "").strip() for f in CARD_TEXT_FIELDS]
     passages = [p for part in parts if part for p in split_passages(part)]
+    describes = sum(len(split_passages(part)) for f, part in zip(CARD_TEXT_FIELDS, parts, strict=True) if part and f in CARD_DESCRIBING_FIELDS)
     ext = data.get("extensions") if isinstance(data.get("extensions"), dict) else {}
     apc_ext = ext.get("apc_workbench") if isinstance(ext.get("apc_workbench"), dict) else {}
     statements = [(s, "import", None) for s in statement_list(f"{path}: extensions.apc_workbench.statements", apc_ext.get("statements"))]
@@ -235,6 +240,7 @@ def _from_card(card: dict, path: Path) -> ParsedCharacter:
         statements=statements,
         card=card,
         kind=str(card.get("spec") or "card"),
+        describes=describes,
     )
 
 

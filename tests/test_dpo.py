@@ -76,10 +76,13 @@ def test_human_labels_override_apc(dpo_services, keyword_scorer, branch):
     assert rows["edited"]["chosen"] == ideal and rows["edited"]["rejected"] == CONTRADICTING
     assert rows["human"]["chosen"] == FAITHFUL and len(rows) == 2
 
-    for pref in svc.training.pairs.preferences(svc.character_id)[1:]:
-        svc.training.undo_preference(pref["id"])
+    history = svc.training.pairs.preferences(svc.character_id, history=True)
+    assert len(history) == 4 and len(svc.training.pairs.preferences(svc.character_id)) == 1  # one current vote
+    for pref in history[:0:-1]:  # undo the re-votes, newest first: each brings the one it replaced back
+        restored = svc.training.undo_preference(pref["id"])
+        assert restored is not None and restored["superseded_by"] is None
     assert [r["source"] for r in svc.training.list_pairs(CHARACTER)] == ["human"]  # the first label remains
-    svc.training.undo_preference(pid)
+    assert svc.training.undo_preference(pid) is None
     assert [(r["source"], r["chosen"]) for r in svc.training.list_pairs(CHARACTER)] == [("apc", FAITHFUL)]  # APC is back
 
 

@@ -211,3 +211,21 @@ def test_demo_characters_come_with_their_teacher_queries(services):
     assert count("SELECT COUNT(*) FROM queries WHERE split = 'eval'") > 0
     services.characters.import_demo([p for p in services.characters.demo_files() if p.stem == "maelle_kervran"])
     assert (count("SELECT COUNT(*) FROM queries"), count("SELECT COUNT(*) FROM teacher_labels")) == (queries, labels)
+
+
+def test_card_drafts_only_from_fields_that_describe_the_character(tmp_path):
+    import json as _json
+
+    from apc_tui.importers import read_character_file
+
+    card = {"spec": "chara_card_v2", "data": {
+        "name": "Mira Holt", "description": "Mira Holt repairs clocks in Lisbon. She is sixty years old.",
+        "personality": "Patient and dry-humoured.", "scenario": "A customer walks into her workshop.",
+        "first_mes": "Ah, another broken pendulum?"}}  # fmt: skip
+    path = tmp_path / "mira.json"
+    path.write_text(_json.dumps(card))
+    (parsed,) = read_character_file(path)
+    drafted = [t for t, origin, _ in parsed.statements]
+    assert drafted == ["Mira Holt repairs clocks in Lisbon.", "She is sixty years old.", "Patient and dry-humoured."]
+    assert {origin for _, origin, _ in parsed.statements} == {"split"}  # marked as drafts, to review
+    assert "A customer walks into her workshop." in parsed.source_text  # the scenario stays as context

@@ -109,7 +109,7 @@ async def test_import_chat_vote_train_evaluate(scored_services, make_tui, tmp_pa
         assert "human 1" in str(train.query_one("#pairs-summary").render())
         for name, value in (("epochs", "1"), ("max_steps", "1"), ("lora_r", "4"), ("grad_accum", "1"), ("device", "cpu")):
             train.query_one(f"#form-dpo #set-{name}").value = value
-        await pilot.press("s")
+        await pilot.press("s", "y")  # y: the confirmation of what will run
         await settle(pilot, app)
         jobs = services.jobs.list(kind="dpo")
         assert len(jobs) == 1
@@ -133,7 +133,7 @@ async def test_import_chat_vote_train_evaluate(scored_services, make_tui, tmp_pa
         assert [x["name"] for x in adapters] == ["komeiji-koishi-dpo-1"]
         ev.load_adapters()
         ev.query_one("#eval-adapter").value = "komeiji-koishi-dpo-1"
-        await pilot.press("s")
+        await pilot.press("s", "y")
         await settle(pilot, app)
         await wait_for(pilot, app, lambda: ev.query_one("#eval-results").row_count == 2, 240, "the evaluation results")
         cells = [str(c) for c in ev.query_one("#eval-results").get_row_at(0)]

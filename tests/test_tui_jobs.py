@@ -32,7 +32,8 @@ async def test_train_shows_cli_jobs_with_log_plot_and_cancel(tui_services, make_
         await settle(pilot, app)
         screen = app.screen
         table = screen.query_one("#train-jobs")
-        assert [str(c) for c in table.get_row(str(job))][:4] == [str(job), "dpo", "running", "40%"]
+        cells = [str(c) for c in table.get_row(str(job))]
+        assert cells[:3] == [str(job), "dpo", "running"] and cells[3].startswith("40% · ETA ")  # count and ETA
         assert screen.query_one("#train-log").job_id == job and screen.query_one("#train-log").line_count == 1
         assert "step 2/5" in screen.query_one("#train-plot").title_text  # the plot follows the job
         table.focus()
@@ -72,7 +73,7 @@ async def test_train_form_checks_settings_and_switches_to_eu(tui_services, make_
         assert any("epochs = 'lots'" in n.message for n in app._notifications if n.severity == "error")
         screen.query_one("#train-model").value = "openai:gpt-4o"
         screen.query_one("#form-dpo #set-epochs").value = "1"
-        await pilot.press("s")
+        await pilot.press("s", "y")
         await settle(pilot, app)
         assert any("cannot be fine-tuned" in n.message for n in app._notifications)
         assert tui_services.jobs.list() == []
@@ -99,7 +100,7 @@ async def test_evaluate_shows_results_agreement_and_refuses_bad_input(tui_servic
         assert "APC agrees on 100% of 1" in str(screen.query_one("#eval-agreement").render())
         for m in ("none", "lcm", "rag", "eu"):
             screen.query_one(f"#eval-m-{m}").value = False
-        await pilot.press("s")
+        await pilot.press("s", "y")
         await settle(pilot, app)
         assert any("--methods" in n.message for n in app._notifications if n.severity == "error")
         assert tui_services.jobs.list(kind="eval") == []

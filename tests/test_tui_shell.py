@@ -59,7 +59,7 @@ async def test_command_palette_offers_every_described_key(tui_services, make_tui
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         names = [c.title for c in app.get_system_commands(app.screen)]
-        for expected in ("Import (i)", "Export (x)", "Add statement (a)", "Chat (F3)", "Train (F5)"):
+        for expected in ("Characters: Import", "Characters: Export", "Characters: Add statement", "Go to Chat", "Go to Train"):
             assert expected in names, names
 
 

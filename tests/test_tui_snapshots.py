@@ -68,22 +68,35 @@ def test_chat_after_vote(snap_compare, tui_services, make_tui):
     assert snap_compare(make_tui(tui_services, start_mode="chat"), terminal_size=LARGE, press=["2"], run_before=settled)
 
 
-def test_annotate_blind(snap_compare, tui_services, make_tui):
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x36"])
+def test_annotate_blind(snap_compare, tui_services, make_tui, size):
     seed_conversation(tui_services)
-    assert snap_compare(make_tui(tui_services, start_mode="annotate", seed=0), terminal_size=SMALL, run_before=settled)
+    assert snap_compare(make_tui(tui_services, start_mode="annotate", seed=0), terminal_size=size, run_before=settled)
 
 
-def test_train(snap_compare, tui_services, make_tui):
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x36"])
+def test_train(snap_compare, tui_services, make_tui, size):
     seed_conversation(tui_services)
     tui_services.training.sync(tui_services.characters.repo.row("Kaito Renn")["id"])
     seed_job(tui_services)
-    assert snap_compare(make_tui(tui_services, start_mode="train"), terminal_size=LARGE, run_before=settled)
+    assert snap_compare(make_tui(tui_services, start_mode="train"), terminal_size=size, run_before=settled)
 
 
-def test_evaluate(snap_compare, tui_services, make_tui):
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x36"])
+def test_evaluate(snap_compare, tui_services, make_tui, size):
     seed_eval(tui_services)
-    assert snap_compare(make_tui(tui_services, start_mode="evaluate"), terminal_size=LARGE, run_before=settled)
+    assert snap_compare(make_tui(tui_services, start_mode="evaluate"), terminal_size=size, run_before=settled)
 
 
-def test_help(snap_compare, tui_services, make_tui):
-    assert snap_compare(make_tui(tui_services), terminal_size=SMALL, press=["f1"], run_before=settled)
+def test_evaluate_chart_at_80x24(snap_compare, tui_services, make_tui):
+    seed_eval(tui_services)
+    assert snap_compare(make_tui(tui_services, start_mode="evaluate"), terminal_size=SMALL, press=["g"], run_before=settled)
+
+
+@pytest.mark.parametrize("size", [SMALL, LARGE], ids=["80x24", "120x36"])
+def test_help(snap_compare, tui_services, make_tui, size):
+    assert snap_compare(make_tui(tui_services), terminal_size=size, press=["f1"], run_before=settled)
+
+
+def test_confirm_build_pairs_at_80x24(snap_compare, tui_services, make_tui):
+    assert snap_compare(make_tui(tui_services, start_mode="train"), terminal_size=SMALL, press=["b"], run_before=settled)

@@ -64,7 +64,7 @@ def test_apc_runs_in_tmux(tmux, tmp_path):
     tmux.wait_for("Kaito Renn", "Maelle Kervran", "顾明澜", "Characters F2", "Kaito Renn · 24 statements")
 
     tmux("send-keys", "-t", tmux.session, "F3")
-    tmux.wait_for("Prefer A", "MEANINGLESS")  # the default model is tiny: the banner says so
+    tmux.wait_for("› message", "MEANINGLESS")  # no conversation yet: the message box waits, focused  # the default model is tiny: the banner says so
 
     tmux("send-keys", "-t", tmux.session, "F1")
     tmux.wait_for("Keys on Chat")
@@ -76,3 +76,32 @@ def test_apc_runs_in_tmux(tmux, tmp_path):
     shown = tmux.wait_for("APC-EXIT=")
     assert "APC-EXIT=0" in shown, shown
     assert "Traceback" not in shown and "Error" not in shown, shown
+
+
+def test_new_character_chat_takes_a_typed_question_at_80x24(tmux, tmp_path):
+    """A newcomer's first minute over SSH: Enter on a character with no conversation opens Chat with
+    the input focused, the typed question lands in the input (not in shortcuts), Escape leaves it
+    and `m` comes back to it without typing an "m"."""
+    apc = Path(sys.executable).parent / "apc"
+    command = shlex.quote(str(apc)) if apc.exists() else f"{shlex.quote(sys.executable)} -m apc_tui.cli"
+    env = f"APC_DB={shlex.quote(str(tmp_path / 'apc.db'))} APC_CONFIG={shlex.quote(str(tmp_path / 'none.toml'))} TERM=xterm-256color"
+    script = f"cd {shlex.quote(str(ROOT))} && env {env} {command}; echo APC-EXIT=$?; sleep 60"
+    tmux("new-session", "-d", "-s", tmux.session, "-x", "80", "-y", "24", script)
+    tmux.wait_for("Kaito Renn", "Characters")
+    time.sleep(0.5)
+    tmux("send-keys", "-t", tmux.session, "Enter")
+    tmux.wait_for("New conversation: type below")
+    time.sleep(0.5)
+    question = "Where do you live? tell me plenty"  # n, e, p, t, u, ? would all be shortcuts
+    tmux("send-keys", "-t", tmux.session, "-l", question)
+    tmux.wait_for(question, timeout=30)
+    tmux("send-keys", "-t", tmux.session, "Escape")
+    time.sleep(0.5)
+    tmux("send-keys", "-t", tmux.session, "m")
+    time.sleep(0.5)
+    tmux("send-keys", "-t", tmux.session, "-l", "!")
+    shown = tmux.wait_for(question + "!", timeout=30)
+    assert "m" + question not in shown and question + "m" not in shown, shown
+    tmux("send-keys", "-t", tmux.session, "C-q")
+    shown = tmux.wait_for("APC-EXIT=")
+    assert "APC-EXIT=0" in shown and "Traceback" not in shown, shown

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+
+from ..numbers import eta_text  # noqa: F401  (shared with the TUI's job tables)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 CharacterOpt = Annotated[str, typer.Option("--character", "-c", help="Character name (see `apc characters list`).")]
@@ -67,33 +70,93 @@ def emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:
         render(data)
 
 
+def display_width(text: str) -> int:
+    """Terminal columns `text` takes: wide and full-width (CJK) characters take two, combining marks none."""
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def fit(text: str, width: int) -> str:
+    """`text` cut (with …) or padded with spaces to exactly `width` terminal columns."""
+    if display_width(text) > width:
+        out, used = [], 0
+        for ch in text:
+            w = display_width(ch)
+            if used + w > width - 1:
+                break
+            out.append(ch)
+            used += w
+        text = "".join(out) + "…"
+    return text + " " * (width - display_width(text))
+
+
 def echo_table(rows: list[dict], columns: list[tuple[str, str]], *, empty: str = "(none)") -> None:
-    """A plain fixed-width table: columns = [(key, header), ...]."""
+    """A plain fixed-width table: columns = [(key, header), ...]; aligned for CJK text too."""
     if not rows:
         typer.echo(empty)
         return
     cells = [[str(r.get(k, "")) for k, _ in columns] for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
+    widths = [max(display_width(h), *(display_width(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
     widths = [min(w, 60) for w in widths]
-    fmt = "  ".join(f"{{:<{w}.{w}}}" for w in widths)
-    typer.echo(fmt.format(*[h for _, h in columns]))
-    typer.echo(fmt.format(*["-" * w for w in widths]))
+
+    def line(values: list[str]) -> str:
+        return "  ".join(fit(v, w) for v, w in zip(values, widths, strict=True)).rstrip()
+
+    typer.echo(line([h for _, h in columns]))
+    typer.echo(line(["-" * w for w in widths]))
     for c in cells:
-        typer.echo(fmt.format(*c))
+        typer.echo(line(c))
 
 
 class Progress:
-    """A one-line progress printer for long CLI work (callback shape: (done, total, text))."""
+    """Progress of long CLI work on stderr: count, percent and ETA (callback shape: (done, total, text)).
 
-    def __init__(self, label: str, enabled: bool = True):
+    On a terminal one line is redrawn in place; when stderr is a file or pipe (logs, CI) a full line
+    is written every `every_s` seconds, so a long foreground command is never silent.
+    """
+
+    def __init__(self, label: str, enabled: bool = True, *, stream=None, clock=time.monotonic, every_s: float = 10.0):
         self.label = label
-        self.enabled = enabled and sys.stderr.isatty()
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = self.stream.isatty()
+        self.clock, self.every_s = clock, every_s
+        self.started: float | None = None
+        self.start_fraction = 0.0
+        self.last_line_at: float | None = None
+        self.finished = False
 
     def __call__(self, done: int, total: int, text: str = "") -> None:
-        if not self.enabled:
+        self.update(done / total if total else 1.0, f"{done}/{total}", text)
+
+    def eta(self, fraction: float) -> float | None:
+        """Seconds left at the rate seen since the first update (None until there is progress)."""
+        if self.started is None:
+            return None
+        elapsed, gained = self.clock() - self.started, fraction - self.start_fraction
+        if gained <= 0 or elapsed <= 0:
+            return None
+        return (1.0 - fraction) * elapsed / gained
+
+    def line(self, fraction: float, count: str, text: str = "") -> str:
+        eta = "done" if fraction >= 1 else eta_text(self.eta(fraction))
+        return f"{self.label}: {count} ({100.0 * fraction:5.1f}%) · {eta} {text[:50]}".rstrip()
+
+    def update(self, fraction: float, count: str = "", text: str = "") -> None:
+        if not self.enabled or self.finished:
             return
-        pct = 100.0 * done / total if total else 100.0
-        sys.stderr.write(f"\r{self.label}: {done}/{total} ({pct:5.1f}%) {text[:60]:<60}")
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+        now = self.clock()
+        fraction = max(0.0, min(1.0, fraction))
+        if self.started is None:
+            self.started, self.start_fraction, self.last_line_at = now, fraction, now
+        count = count or f"{100.0 * fraction:.0f}%"
+        if self.tty:
+            self.stream.write(f"\r{self.line(fraction, count, text):<100.100}")
+            if fraction >= 1:
+                self.stream.write("\n")
+                self.finished = True
+        elif now - self.last_line_at >= self.every_s:
+            self.stream.write(self.line(fraction, count, text) + "\n")
+            self.last_line_at = now
+        self.stream.flush()

@@ -48,6 +48,17 @@ def pairs_margin(model: str, margin: float | None) -> tuple[float, str]:
     return DEFAULT_MARGIN, ""
 
 
+def warn_untrusted(ctx: typer.Context, character: str, profile: str | None, action: str) -> None:
+    """Before work that learns from APC: say on stderr when the scorer is not to be trusted for
+    this character's language (the embedded scorer on Chinese)."""
+    from ..trust import trust_for
+
+    language = services(ctx).characters.repo.row(character)["language"]
+    trust = trust_for(profile or services(ctx).settings.profile, language)
+    if trust.warn_training:
+        typer.echo(f"warning: {trust.warning(action)}", err=True)
+
+
 def _done_line(row: dict) -> str:
     return f"job {row['id']} done: {row['artifacts']}"
 
@@ -77,9 +88,22 @@ def pairs(
                                    profile=profile, device=device, max_new_tokens=max_new_tokens)  # fmt: skip
     if note:
         typer.echo(note, err=True)
+    warn_untrusted(ctx, config["character"], config["profile"], "building DPO pairs")
     run_job(ctx, "pairs", config, character_id=cid, detach=detach, as_json=as_json,
             render=lambda d: typer.echo(f"{d['pairs_kept']} pairs kept from {d['queries']} queries (job {d['job_id']}); "
                                         f"see `apc dpo list --character {config['character']!r}`"))
+
+
+def _apc_cell(chosen: float | None, rejected: float | None) -> str:
+    """'22.061 > 22.058 (+0.003)': enough digits to tell the two apart, and the margin."""
+    from ..numbers import fixed, margin_digits, signed
+
+    if chosen is None:
+        return ""
+    if rejected is None:
+        return fixed(chosen)
+    digits = margin_digits(chosen, rejected)
+    return f"{fixed(chosen, digits)} > {fixed(rejected, digits)} ({signed(chosen - rejected, digits)})"
 
 
 @app.command("list")
@@ -95,7 +119,7 @@ def list_(
     def render(rows: list[dict]) -> None:
         cells = [{
             **r,
-            "apc": "" if r["chosen_apc"] is None else f"{r['chosen_apc']:.2f}" + ("" if r["rejected_apc"] is None else f" > {r['rejected_apc']:.2f}"),
+            "apc": _apc_cell(r["chosen_apc"], r["rejected_apc"]),
             "who": r["annotator"] or "", "chosen_s": r["chosen"].replace("\n", " "), "rejected_s": r["rejected"].replace("\n", " "),
         } for r in rows]  # fmt: skip
         echo_table(cells, [("id", "ID"), ("source", "SOURCE"), ("apc", "APC"), ("who", "BY"), ("chosen_s", "CHOSEN"), ("rejected_s", "REJECTED")],
@@ -113,6 +137,8 @@ def _train_job(ctx: typer.Context, kind: str, character: str, model: str, name: 
     settings = {k: v for k, v in settings.items() if v is not None and v is not False}
     model = model_or_setting(ctx, model, trainable=True)
     config, cid = services(ctx).finetune.train_config(kind, character, model, name, settings)
+    if kind == "dpo" and services(ctx).training.list_pairs(character, "apc"):
+        warn_untrusted(ctx, character, None, "training")
     run_job(ctx, kind, config, character_id=cid, detach=detach, as_json=as_json, render=_render_adapter)
 
 

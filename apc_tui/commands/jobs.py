@@ -11,7 +11,7 @@ import typer
 
 from engine.errors import ApcError
 
-from .common import JsonOpt, echo_table, emit, services, settings
+from .common import JsonOpt, Progress, echo_table, emit, services, settings
 
 app = typer.Typer(no_args_is_help=True)
 JobIdArg = Annotated[int, typer.Argument(help="Job id (see `apc jobs list`).")]
@@ -60,8 +60,9 @@ def k_or_setting(ctx: typer.Context, k: int | None) -> int:
 class _LogTail:
     """Echo a foreground job's log lines (and its stage jobs') to stderr while it runs."""
 
-    def __init__(self, svc, job_id: int):
+    def __init__(self, svc, job_id: int, progress: Progress | None = None):
         self.svc, self.job_id = svc, job_id
+        self.progress = progress or Progress(f"job {job_id}")  # count and ETA from the job's heartbeat
         self.done = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
@@ -74,14 +75,25 @@ class _LogTail:
 
     def run(self) -> None:
         seen: dict[int, int] = {}
+        progress = self.progress
+        last = None
         while True:
             finishing = self.done.wait(0.5)
             ids = [self.job_id] + [r["id"] for r in self.svc.repo.children(self.job_id)]
             for job_id in ids:
                 for line in self.svc.repo.logs(job_id, after_id=seen.get(job_id, 0)):
                     seen[job_id] = line["id"]
+                    if progress.tty and last is not None:
+                        sys.stderr.write("\n")  # keep the progress line apart from the log
                     sys.stderr.write(f"[job {job_id}] {line['message']}\n")
+            row = self.svc.repo.get(self.job_id)
+            state = (row.get("progress"), row.get("progress_text"))
+            if state != last and row.get("progress") is not None and not finishing:
+                last = state
+                progress.update(row["progress"] or 0.0, row.get("progress_text") or "")
             if finishing:
+                if progress.tty and last is not None:
+                    sys.stderr.write("\n")
                 return
 
 

@@ -24,22 +24,23 @@ MARKS = {"left": ("✓ preferred", "✗"), "right": ("✗", "✓ preferred"), "t
 class AnnotateScreen(WorkbenchScreen):
     MODE = "annotate"
     LABEL = "Annotate"
+    HOME = "#ann-left"
     BINDINGS = [
-        Binding("1", "vote('left')", "Left better"),
-        Binding("2", "vote('right')", "Right better"),
+        Binding("1", "vote('left')", "Left", tooltip="Left better"),
+        Binding("2", "vote('right')", "Right", tooltip="Right better"),
         Binding("equals_sign", "vote('tie')", "Tie", key_display="="),
         Binding("0", "vote('both_bad')", "Both bad"),
         Binding("n,space", "next", "Next"),
         Binding("u", "undo", "Undo"),
-        Binding("d", "toggle_queue", "Disagreements"),
+        Binding("d", "toggle_queue", "Disagree", tooltip="Disagreements queue (APC ≠ human)"),
         Binding("a", "focus_annotator", "Annotator", show=False),
         Binding("T", "teach_queue", "Teach queue", show=False),
     ]
 
     class Labelled(Message):
-        def __init__(self, index: int, side: str | None, preference_id: int | None) -> None:
+        def __init__(self, index: int, side: str | None, preference_id: int | None, undo: bool = False) -> None:
             super().__init__()
-            self.index, self.side, self.preference_id = index, side, preference_id
+            self.index, self.side, self.preference_id, self.undo = index, side, preference_id, undo
 
     def __init__(self, services, seed: int | None = None):
         super().__init__(services)
@@ -127,9 +128,17 @@ class AnnotateScreen(WorkbenchScreen):
         left.show(shown_left, hide_scores=not revealed, mark=marks[0])
         right.show(shown_right, hide_scores=not revealed, mark=marks[1])
         if revealed:
-            why.show(shown_left.get("score"), shown_right.get("score"), statement_width=statement_width(why, self))
+            from ..trust import trust_for
+
+            why.show(shown_left.get("score"), shown_right.get("score"), statement_width=statement_width(why, self), name=self.character or "")
+            profile = (shown_left.get("score") or {}).get("profile") or self.services.settings.profile
+            language = self.services.characters.repo.row(self.character)["language"] if self.character else "en"
+            trust = trust_for(profile, language)
+            why.border_title = f"WHY L vs R · {trust.badge}"
+            why.tooltip = trust.caveat or None
         else:
             why.show(None, None)
+            why.border_title = "WHY L vs R"
             why.border_subtitle = "revealed after your vote"
 
     def _progress(self) -> None:
@@ -158,7 +167,13 @@ class AnnotateScreen(WorkbenchScreen):
         self.post_message(self.Labelled(index, side, pid))
 
     def on_annotate_screen_labelled(self, message: Labelled) -> None:
-        if message.side is None:
+        if message.undo:
+            self.index = message.index
+            if message.side is None:
+                self.labels.pop(message.index, None)
+            else:  # the vote this one replaced is current again
+                self.labels[message.index] = (message.side, message.preference_id)
+        elif message.side is None:
             self.labels.pop(message.index, None)
             self.index = message.index
         else:
@@ -180,8 +195,18 @@ class AnnotateScreen(WorkbenchScreen):
 
     @work(thread=True, group="annotate-label", exit_on_error=False, description="Undo")
     def _undo_worker(self, index: int, preference_id: int) -> None:
-        self.services.training.undo_preference(preference_id)
-        self.post_message(self.Labelled(index, None, None))
+        restored = self.services.training.undo_preference(preference_id)  # the vote it replaced, if any
+        side = pid = None
+        if restored is not None:
+            item = self.items[index]
+            winner = {"a": restored["message_a_id"], "b": restored["message_b_id"]}.get(restored["choice"])
+            if winner is None:
+                side = restored["choice"]
+            else:
+                shown_left = item["a"]["id"] if self.orders.get(index, "ab") == "ab" else item["b"]["id"]
+                side = "left" if winner == shown_left else "right"
+            pid = restored["id"]
+        self.post_message(self.Labelled(index, side, pid, undo=True))
 
     def action_toggle_queue(self) -> None:
         self.queue_name = "disagree" if self.queue_name == "blind" else "blind"

@@ -20,6 +20,8 @@ class WorkbenchScreen(Screen):
 
     MODE = ""
     LABEL = ""
+    HOME = ""
+    """Selector of the widget Escape returns to from a text field (none: nothing focused)."""
 
     def __init__(self, services):
         super().__init__(id=f"screen-{self.MODE}")
@@ -30,13 +32,31 @@ class WorkbenchScreen(Screen):
             yield NavTabs(self.MODE)
             yield Label("", id="context")
         yield from self.compose_body()
-        yield Footer()
+        yield Footer(compact=True)  # every key is also in the command palette (ctrl+p) and help (F1)
+
+    def on_resize(self, event) -> None:
+        self.set_class(event.size.width < 100, "narrow")
 
     def compose_body(self) -> ComposeResult:
         yield from ()
 
     def on_mount(self) -> None:
         self.watch(self.app, "character", self._character_changed)
+
+    def on_key(self, event) -> None:
+        """Escape leaves any text field (and a closed dropdown), so letters are shortcuts again."""
+        from textual.widgets import Input, Select, TextArea
+
+        if event.key == "escape" and isinstance(self.focused, Input | TextArea | Select):
+            event.stop()
+            self.leave_field()
+
+    def leave_field(self) -> None:
+        home = self.query(self.HOME).first() if self.HOME else None
+        if home is not None and home.focusable and home.display:
+            home.focus()
+        else:
+            self.set_focus(None)
 
     def _character_changed(self, name: str | None) -> None:
         self.query_one("#context", Label).update(name or "no character")

@@ -22,13 +22,14 @@ from .file_picker import FilePicker
 class CharactersScreen(WorkbenchScreen):
     MODE = "characters"
     LABEL = "Characters"
+    HOME = "#character-table"
     BINDINGS = [
         Binding("enter", "chat", "Chat", show=True),
         Binding("i", "import", "Import"),
         Binding("x", "export", "Export"),
-        Binding("a", "add_statement", "Add statement"),
-        Binding("e", "edit_statement", "Edit statement"),
-        Binding("space", "toggle_statement", "Enable/disable"),
+        Binding("a", "add_statement", "Add", tooltip="Add statement"),
+        Binding("e", "edit_statement", "Edit", tooltip="Edit statement"),
+        Binding("space", "toggle_statement", "On/off", tooltip="Enable/disable statement"),
         Binding("D", "delete", "Delete character", show=False),
         Binding("R", "restore", "Restore a deleted character", show=False),
         Binding("left", "focus_pane('character-table')", "Characters pane", show=False, priority=True),
@@ -59,17 +60,18 @@ class CharactersScreen(WorkbenchScreen):
                     yield Static(id="statement-detail")
 
     def on_mount(self) -> None:
-        chars = self.query_one("#character-table", DataTable)
-        chars.add_columns("Name", "Lang", "Stmts", "ΔAPC")
+        self.columns_for: bool | None = None  # narrow layout the character columns were made for
         self.query_one("#statement-table", DataTable).add_columns("#", "On", "Origin", "Statement")
         self.shown: Character | None = None
         self.width_used = 0
-        chars.focus()
+        self.query_one("#character-table", DataTable).focus()
 
     def on_screen_resume(self) -> None:
         self.reload(self.character)
 
-    def on_resize(self) -> None:
+    def on_resize(self, event) -> None:
+        if self.columns_for is not None and self.columns_for != (event.size.width < 100):
+            self.reload(self.character)  # the character columns collapse below 100 columns
         self.call_after_refresh(self._refit)
 
     def _refit(self) -> None:
@@ -83,11 +85,18 @@ class CharactersScreen(WorkbenchScreen):
     def reload(self, name: str | None = None, statement_id: int | None = None) -> None:
         table = self.query_one("#character-table", DataTable)
         rows = self.services.characters.list()
+        narrow = (self.size.width or self.app.size.width) < 100
+        if narrow != self.columns_for:  # 80 columns: name and ΔAPC only (the statements pane says the rest)
+            table.clear(columns=True)
+            table.add_columns(*(("Name", "ΔAPC") if narrow else ("Name", "Lang", "Stmts", "ΔAPC")))
+            self.columns_for = narrow
+            self.query_one("#character-pane .pane-title", Label).update("Characters" if narrow else "Characters · enter chats")
         table.clear()
         for r in rows:
             delta = fmt_signed(r["last_delta_apc"]) if r["last_delta_apc"] is not None else "–"
             stmts = f"{r['enabled']}/{r['statements']}" if r["enabled"] != r["statements"] else str(r["statements"])
-            table.add_row(r["name"], r["language"], stmts, delta, key=r["name"])
+            cells = (r["name"], delta) if narrow else (r["name"], r["language"], stmts, delta)
+            table.add_row(*cells, key=r["name"])
         if not rows:
             self._show_statements(None)
             self.query_one("#statement-detail", Static).update("No characters yet: press i to import a file.")
@@ -110,9 +119,14 @@ class CharactersScreen(WorkbenchScreen):
         self.width_used = table.size.width
         self.query_one("#statement-title", Label).update(f"{c.name} · {len(c.statements)} statements · {c.language}")
         room = max(12, (table.size.width or self.app.size.width - 42) - 20)
+        short = _short_name(c.name)
         for i, s in enumerate(c.statements, 1):
-            text = s.text if len(s.text) <= room else s.text[: room - 1] + "…"
-            table.add_row(str(i), "✓" if s.enabled else "·", s.origin, text, key=str(s.id))
+            text = s.text
+            if len(text) > room and short != c.name:  # abbreviate the repeated name before cutting
+                text = text.replace(c.name, short)
+            text = text if len(text) <= room else text[: room - 1] + "…"
+            origin = "draft ⚠" if s.origin == "split" else s.origin  # drafted from the text: to review
+            table.add_row(str(i), "✓" if s.enabled else "·", origin, text, key=str(s.id))
         ids = [s.id for s in c.statements]
         if statement_id in ids:
             table.move_cursor(row=ids.index(statement_id))
@@ -135,10 +149,13 @@ class CharactersScreen(WorkbenchScreen):
             return
         state = "enabled" if s.enabled else "disabled (not scored, not retrieved)"
         passage = s.source_passage or "(no source passage: added by hand or from a statements file)"
-        detail.update(f"[b]origin[/b] {s.origin} · {state}\n[b]source passage[/b]\n{_escape(passage)}")
+        review = " · drafted from the text: check it (e edits)" if s.origin == "split" else ""
+        detail.update(f"{_escape(s.text)}\n[b]origin[/b] {s.origin}{review} · {state}\n[b]source passage[/b]\n{_escape(passage)}")
 
     @on(DataTable.RowHighlighted, "#character-table")
     def _character_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row != event.data_table.cursor_row:
+            return  # a stale event from refilling the table (it starts on row 1): the cursor has moved on
         if event.row_key.value and event.row_key.value != self.app.character:
             if event.row_key.value not in self.services.characters.repo.names():
                 return  # a row of a character deleted a moment ago: the reload that follows redraws the list
@@ -167,9 +184,11 @@ class CharactersScreen(WorkbenchScreen):
     def action_import(self) -> None:
         def chosen(path: Path | None) -> None:
             if path is not None:
+                self.app.last_import_folder = path.expanduser().resolve().parent  # the next import starts there
                 self.import_file(path)
 
-        self.app.push_screen(FilePicker(Path.cwd()), chosen)
+        start = getattr(self.app, "last_import_folder", None)
+        self.app.push_screen(FilePicker(start if start is not None and start.is_dir() else Path.cwd()), chosen)
 
     @work(thread=True, exclusive=True, group="characters-import", exit_on_error=False, description="Import")
     def import_file(self, path: Path) -> None:
@@ -282,6 +301,12 @@ class CharactersScreen(WorkbenchScreen):
 
     def on_characters_screen_changed(self, message: Changed) -> None:
         self.reload(message.name, message.statement_id)
+
+
+def _short_name(name: str) -> str:
+    """'Kaito Renn' -> 'Kaito' (the statements repeat the full name); single names stay whole."""
+    parts = name.split()
+    return parts[0] if len(parts) > 1 and len(parts[0]) >= 3 else name
 
 
 def _escape(text: str) -> str:

@@ -27,13 +27,15 @@ TINY_BANNER = "⚠ model tiny: random weights, its text is MEANINGLESS (a smoke 
 class ChatScreen(WorkbenchScreen):
     MODE = "chat"
     LABEL = "Chat"
+    HOME = "#cand-a"
     BINDINGS = [
-        Binding("1", "vote('a')", "Prefer A"),
-        Binding("2", "vote('b')", "Prefer B"),
+        # short footer words (80 columns); the tooltip is the long name (help, command palette)
+        Binding("1", "vote('a')", "A", tooltip="Prefer A"),
+        Binding("2", "vote('b')", "B", tooltip="Prefer B"),
         Binding("equals_sign", "vote('tie')", "Tie", key_display="="),
         Binding("0", "vote('both_bad')", "Both bad"),
-        Binding("e", "edit", "Edit ideal"),
-        Binding("r", "regenerate", "Regenerate"),
+        Binding("e", "edit", "Ideal", tooltip="Edit ideal reply"),
+        Binding("r", "regenerate", "Regen", tooltip="Regenerate"),
         Binding("b", "branch", "Branch"),
         Binding("p", "prompt", "Prompt"),
         Binding("m", "focus_input", "Message"),
@@ -59,9 +61,9 @@ class ChatScreen(WorkbenchScreen):
             self.index, self.text, self.done = index, text, done
 
     class Voted(Message):
-        def __init__(self, pair: tuple[int, int], choice: str | None, preference_id: int | None) -> None:
+        def __init__(self, pair: tuple[int, int], choice: str | None, preference_id: int | None, undo: bool = False) -> None:
             super().__init__()
-            self.pair, self.choice, self.preference_id = pair, choice, preference_id
+            self.pair, self.choice, self.preference_id, self.undo = pair, choice, preference_id, undo
 
     def __init__(self, services):
         super().__init__(services)
@@ -84,6 +86,7 @@ class ChatScreen(WorkbenchScreen):
             yield Input(str(k), id="chat-k", type="integer", compact=True)
             yield Label("", id="chat-status")
         yield Static(TINY_BANNER, id="tiny-banner", markup=False)
+        yield Static("", id="trust-caveat", markup=False)
         with Horizontal(id="chat-body"):
             yield ConversationTree(id="chat-tree")
             with Vertical(id="chat-main"):
@@ -93,7 +96,9 @@ class ChatScreen(WorkbenchScreen):
                     yield CandidatePanel("A", id="cand-a")
                     yield CandidatePanel("B", id="cand-b")
                 yield WhyTable(id="why")
-                yield Input(placeholder="› message (enter sends · esc leaves · m returns)", id="chat-input", compact=True)
+                # select_on_focus off: coming back with `m` continues the text instead of replacing it
+                yield Input(placeholder="› message (enter sends · esc leaves · m returns)", id="chat-input", compact=True,
+                            select_on_focus=False)
 
     def on_mount(self) -> None:
         self._update_banner(self.defaults[0])
@@ -104,9 +109,19 @@ class ChatScreen(WorkbenchScreen):
             self.open_latest()
         elif self.state.conversation_id is not None:  # labels or scores may have changed elsewhere
             self.open_conversation(self.state.conversation_id, self.state.turn_id, self.state.pair)
+        self.focus_for_state()
+
+    def focus_for_state(self) -> None:
+        """Waiting for a message (no replies on screen): the input has focus, so typing asks."""
+        a, _ = self.state.shown()
+        if a is None and self.character:
+            self.query_one("#chat-input").focus()
+        elif self.focused is None:
+            self.query_one("#cand-a").focus()
 
     def on_resize(self, event) -> None:
         self.set_class(event.size.width < 110, "narrow")
+        self.set_class(event.size.width < 100, "small")
         self.render_state()
 
     # -- loading --------------------------------------------------------------------------
@@ -142,11 +157,28 @@ class ChatScreen(WorkbenchScreen):
         self.query_one("#cand-a", CandidatePanel).show(a, mark=marks[0])
         self.query_one("#cand-b", CandidatePanel).show(b, mark=marks[1])
         why = self.query_one(WhyTable)
-        why.show(a and a.get("score"), b and b.get("score"), statement_width=statement_width(why, self))
+        why.show(a and a.get("score"), b and b.get("score"), statement_width=statement_width(why, self), name=st.character or "")
         siblings = st.candidates()
         more = f" · {len(siblings)} candidates ([ ])" if len(siblings) > 2 else ""
-        conv = f"conversation #{st.conversation_id}" if st.conversation_id else "new conversation"
-        self.query_one("#chat-status", Label).update(f"{conv}{more}")
+        small = self.size.width and self.size.width < 100
+        if st.conversation_id:
+            conv = f"#{st.conversation_id}" if small else f"conversation #{st.conversation_id}"
+        else:
+            conv = "new" if small else "new conversation"
+        trust = self.trust()
+        self.query_one("#chat-status", Label).update(f"{trust.badge} · {conv}{more}")
+        caveat = self.query_one("#trust-caveat", Static)
+        caveat.update(trust.short)
+        caveat.tooltip = trust.caveat or None
+        caveat.display = bool(trust.caveat)
+        why.border_title = f"WHY A vs B · {trust.badge}"
+
+    def trust(self):
+        """How much to trust the APC shown: the scorer profile and, for embedded, its caveat."""
+        from ..trust import trust_for
+
+        language = self.services.characters.repo.row(self.character)["language"] if self.character else "en"
+        return trust_for(self.services.settings.profile, language)
 
     # -- options --------------------------------------------------------------------------
     def options(self):
@@ -259,11 +291,6 @@ class ChatScreen(WorkbenchScreen):
     def action_focus_input(self) -> None:
         self.query_one("#chat-input").focus()
 
-    def on_key(self, event) -> None:
-        if event.key == "escape" and self.focused is self.query_one("#chat-input"):
-            event.stop()
-            self.query_one("#cand-a").focus()
-
     def action_regenerate(self) -> None:
         if self.state.turn_id is not None and not self.busy():
             self.sample("regenerate", target=self.state.turn_id)
@@ -283,7 +310,10 @@ class ChatScreen(WorkbenchScreen):
         if target is None:
             self.notify("nothing to branch from yet: send a message first", severity="warning")
             return
-        kind = "an alternative to this user turn" if self.state.messages.get(target, {}).get("role") == "user" else "a new turn after this reply"
+        a, b = self.state.shown()
+        slot = "A" if a and target == a["id"] else "B" if b and target == b["id"] else f"#{target}"
+        kind = "an alternative to this user turn" if self.state.messages.get(target, {}).get("role") == "user" \
+            else f"a new turn after reply {slot}"  # fmt: skip
 
         def done(text: str | None) -> None:
             if text and text.strip() and not self.busy():
@@ -301,8 +331,11 @@ class ChatScreen(WorkbenchScreen):
                 self._busy(True, "scoring your reply…")
                 self._edit_worker(m["id"], text)
 
-        hint = "Write the reply the character should have given; it is stored beside the others and scored."
-        self.app.push_screen(TextPrompt("Ideal response", m["content"], multiline=True, hint=hint), done)
+        a, _ = self.state.shown()
+        slot = "A" if a and m["id"] == a["id"] else "B"
+        hint = (f"Write the reply the character should have given instead of {slot}; it is stored beside the others and "
+                f"scored. {slot}'s text is below, selected: type to replace it, or arrows to edit it.")  # fmt: skip
+        self.app.push_screen(TextPrompt(f"Ideal response (instead of {slot})", m["content"], multiline=True, hint=hint, select_all=True), done)
 
     @work(thread=True, exclusive=True, group="chat-edit", exit_on_error=False, description="Edit")
     def _edit_worker(self, message_id: int, text: str) -> None:
@@ -346,13 +379,23 @@ class ChatScreen(WorkbenchScreen):
 
     @work(thread=True, group="chat-vote", exit_on_error=False, description="Undo")
     def _undo_worker(self, pair: tuple[int, int], preference_id: int) -> None:
-        self.services.training.undo_preference(preference_id)
-        self.post_message(self.Voted(pair, None, None))
+        restored = self.services.training.undo_preference(preference_id)  # the vote it replaced, if any
+        if restored is None:
+            self.post_message(self.Voted(pair, None, None, undo=True))
+            return
+        choice = restored["choice"]
+        if choice in ("a", "b") and restored["message_a_id"] != pair[0]:  # stored the other way round
+            choice = "b" if choice == "a" else "a"
+        self.post_message(self.Voted(pair, choice, restored["id"], undo=True))
 
     def on_chat_screen_voted(self, message: Voted) -> None:
-        self.state.record_vote(message.pair, message.choice, message.preference_id)
+        if message.undo:
+            self.state.restore_vote(message.pair, message.choice, message.preference_id)
+            self.notify(f"vote undone; your earlier vote ({message.choice}) is back" if message.choice else "vote undone")
+        else:
+            self.state.record_vote(message.pair, message.choice, message.preference_id)
         self.render_state()
-        if message.choice is not None:
+        if message.choice is not None and not message.undo:
             self.query_one("#chat-input").focus()
 
     def action_new_conversation(self) -> None:

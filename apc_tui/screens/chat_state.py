@@ -78,6 +78,13 @@ class ChatState:
         self.votes[pair] = (choice, preference_id)
         self.history = [p for p in self.history if p != pair] + [pair]
 
+    def restore_vote(self, pair: tuple[int, int], choice: str | None, preference_id: int | None) -> None:
+        """After an undo: the vote it replaced is current again (kept in the undo history), or none."""
+        if choice is None:
+            self.record_vote(pair, None, None)
+        else:
+            self.votes[pair] = (choice, preference_id)
+
     def last_vote(self) -> tuple[tuple[int, int], int] | None:
         if not self.history:
             return None

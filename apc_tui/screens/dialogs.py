@@ -17,10 +17,18 @@ class TextPrompt(ModalScreen[str | None]):
         Binding("ctrl+s", "save", "Save", priority=True),
     ]
 
-    def __init__(self, title: str, value: str = "", *, multiline: bool = False, placeholder: str = "", hint: str = ""):
+    def __init__(self, title: str, value: str = "", *, multiline: bool = False, placeholder: str = "", hint: str = "",
+                 select_all: bool = False):  # fmt: skip
         super().__init__(classes="dialog-screen")
         self.title_text, self.value, self.multiline = title, value, multiline
-        self.placeholder, self.hint = placeholder, hint
+        self.placeholder, self.hint, self.select_all = placeholder, hint, select_all
+
+    def on_mount(self) -> None:
+        if self.multiline:
+            area = self.query_one("#prompt-text", TextArea)
+            area.focus()
+            if self.select_all:  # the first key typed replaces the whole text (no 600 Deletes)
+                area.select_all()
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="text-prompt"):

@@ -12,11 +12,14 @@ from textual.message import Message
 from textual.widgets import Button, Checkbox, DataTable, Input, Label, ProgressBar, Select, Static
 from textual_plotext import PlotextPlot
 
+from ..numbers import ci_text, fixed, signed
 from .base import WorkbenchScreen
-from .train import JobStarted
+from .dialogs import Confirm
+from .train import ACTIVE, AdaptivePoll, JobStarted
 
 METHODS = ("none", "lcm", "rag", "eu")
-POLL_S = 1.0
+MIN_Y_SPAN = 0.5
+"""The chart's y-axis spans at least this much ΔAPC: a −0.0007..0 axis would magnify noise."""
 
 
 class EvalPolled(Message):
@@ -39,17 +42,30 @@ def agreement_text(a: dict | None) -> str:
     return "human–APC agreement: " + " · ".join(parts)
 
 
-class EvaluateScreen(WorkbenchScreen):
+def y_limits(values: list[float], min_span: float = MIN_Y_SPAN) -> tuple[float, float]:
+    """An axis that holds 0 and every value, at least `min_span` tall, centred on the data."""
+    lo, hi = min([0.0, *values]), max([0.0, *values])
+    pad = max(0.0, min_span - (hi - lo)) / 2
+    lo, hi = lo - pad, hi + pad
+    margin = 0.1 * (hi - lo)
+    return lo - (margin if lo < 0 else 0.0), hi + (margin if hi > 0 else 0.0)
+
+
+class EvaluateScreen(AdaptivePoll, WorkbenchScreen):
     MODE = "evaluate"
     LABEL = "Evaluate"
+    HOME = "#eval-runs"
     BINDINGS = [
         Binding("s", "start", "Run evaluation"),
         Binding("c", "cancel", "Cancel run"),
+        Binding("g", "toggle_chart", "Table/chart", show=False),
     ]
 
     def __init__(self, services):
         super().__init__(services)
         self.adapters_for: str | None = None
+        self.job_id: int | None = None  # the evaluation job started here (its row and progress are shown)
+        self.shown_signature = None
 
     def compose_body(self) -> ComposeResult:
         s = self.services.settings
@@ -63,7 +79,7 @@ class EvaluateScreen(WorkbenchScreen):
                         yield Checkbox(m, m in ("none", "rag"), id=f"eval-m-{m}", compact=True)
                 with Horizontal(classes="form-row"):
                     yield Label("DPO adapter", classes="form-label")
-                    yield Select([], prompt="none (base only)", id="eval-adapter", compact=True)
+                    yield Select([], prompt="base only", id="eval-adapter", compact=True)
                 with Horizontal(classes="form-row"):
                     yield Label("queries", classes="form-label")
                     yield Input("", id="eval-queries", placeholder="all eval queries", type="integer", compact=True)
@@ -78,6 +94,7 @@ class EvaluateScreen(WorkbenchScreen):
                 yield ProgressBar(total=1.0, id="eval-progress", show_eta=False)
             yield DataTable(id="eval-runs", cursor_type="row", zebra_stripes=True)
         yield Static("", id="eval-agreement")
+        yield Static("", id="eval-trust", markup=False)
         with Horizontal(id="eval-bottom"):
             yield DataTable(id="eval-results", cursor_type="row")
             yield PlotextPlot(id="eval-plot")
@@ -86,7 +103,7 @@ class EvaluateScreen(WorkbenchScreen):
         self.query_one("#eval-form").border_title = "new evaluation (a job)"
         runs = self.query_one("#eval-runs", DataTable)
         runs.border_title = "runs"
-        for label in ("run", "model", "adapter", "status"):
+        for label in ("run", "status", "model", "adapter"):  # status before the long names (80 columns)
             runs.add_column(label, key=label)
         results = self.query_one("#eval-results", DataTable)
         results.border_title = "ΔAPC per method (95% CI)"
@@ -94,8 +111,7 @@ class EvaluateScreen(WorkbenchScreen):
             results.add_column(label, key=label)
         self.query_one("#eval-plot", PlotextPlot).border_title = "ΔAPC: base vs adapter"
         self.load_adapters()
-        self.poll()
-        self.set_interval(POLL_S, self.poll)
+        self.start_poll(self.poll)
         runs.focus()
 
     def on_screen_resume(self) -> None:
@@ -123,7 +139,8 @@ class EvaluateScreen(WorkbenchScreen):
     def _poll_worker(self, character: str | None, run_id: int | None) -> None:
         ev = self.services.evaluation
         runs = ev.runs(character) if character else []
-        jobs = {j["id"]: j for j in self.services.jobs.list(kind="eval", limit=50)}
+        cid = self.services.characters.repo.row(character)["id"] if character else None
+        jobs = {j["id"]: j for j in self.services.jobs.list(kind="eval", limit=50) if j.get("character_id") == cid}
         if run_id is None and runs:
             run_id = runs[0]["id"]
         report = ev.report(run_id) if run_id else None
@@ -131,6 +148,11 @@ class EvaluateScreen(WorkbenchScreen):
         self.post_message(EvalPolled(runs, jobs, report, agreement))
 
     def on_eval_polled(self, message: EvalPolled) -> None:
+        self.set_active(any(j["status"] in ACTIVE for j in message.jobs.values()))
+        signature = (repr(message.runs), repr(message.jobs), repr(message.report), repr(message.agreement), self.job_id)
+        if signature == self.shown_signature:
+            return  # nothing changed: no redraw
+        self.shown_signature = signature
         table = self.query_one("#eval-runs", DataTable)
         keep = table.cursor_row
         table.clear()
@@ -138,13 +160,14 @@ class EvaluateScreen(WorkbenchScreen):
             job = message.jobs.get(r["job_id"]) if r.get("job_id") else None
             status = f"{job['status']} {100 * job['progress']:.0f}%" if job and job["status"] == "running" else (job["status"] if job else "–")
             adapter = (r.get("config_json") or "").count("adapter") and _adapter_name(r) or "–"
-            table.add_row(str(r["id"]), r["model_spec"], adapter, status, key=str(r["id"]))
+            table.add_row(str(r["id"]), status, r["model_spec"], adapter, key=str(r["id"]))
         if message.runs:
             table.move_cursor(row=min(keep, len(message.runs) - 1), animate=False)
         self.show_report(message.report)
         self.query_one("#eval-agreement", Static).update(agreement_text(message.agreement))
-        latest = max(message.jobs.values(), key=lambda j: j["id"], default=None)
-        self.show_job(latest)
+        # the job started here; else this character's latest evaluation job (never another character's)
+        own = message.jobs.get(self.job_id) if self.job_id is not None else None
+        self.show_job(own or max(message.jobs.values(), key=lambda j: j["id"], default=None))
 
     def show_job(self, job: dict | None) -> None:
         line = self.query_one("#eval-job", Static)
@@ -153,13 +176,30 @@ class EvaluateScreen(WorkbenchScreen):
             line.update("no evaluation job yet")
             bar.update(progress=0)
             return
+        from ..numbers import job_eta
+
         text = f"job {job['id']} {job['status']}" + (f" · {job['progress_text']}" if job.get("progress_text") else "")
+        text += f" · {job_eta(job)}" if job_eta(job) else ""
         if job.get("error"):
             text += f"\n{job['error']}"
         line.update(Text(text, style="red" if job["status"] in ("failed", "dead") else ""))
         bar.update(progress=job.get("progress") or 0)
 
+    def show_trust(self, profile: str) -> None:
+        from ..trust import trust_for
+
+        language = self.services.characters.repo.row(self.character)["language"] if self.character else "en"
+        trust = trust_for(profile, language)
+        results = self.query_one("#eval-results", DataTable)
+        results.border_title = f"ΔAPC per method (95% CI) · {trust.badge}"
+        results.border_subtitle = "g: chart" if self.has_class("narrow") else ""
+        line = self.query_one("#eval-trust", Static)
+        line.update(trust.short)
+        line.tooltip = trust.caveat or None
+        line.display = bool(trust.short)
+
     def show_report(self, report: dict | None) -> None:
+        self.show_trust(report["profile"] if report else self.services.settings.profile)
         table = self.query_one("#eval-results", DataTable)
         table.clear()
         plot = self.query_one("#eval-plot", PlotextPlot)
@@ -169,8 +209,8 @@ class EvaluateScreen(WorkbenchScreen):
         order = {m: i for i, m in enumerate(METHODS)}
         results = sorted(report["results"] if report else [], key=lambda r: (order.get(r["method"], 9), r["variant"] != "base"))
         for r in results:
-            table.add_row(r["method"], r["variant"], str(r["n"]), f"{r['delta_apc_mean']:+.3f}",
-                          f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]", f"{r['active_mean']:.2f}", f"{r['passive_mean']:.2f}")  # fmt: skip
+            table.add_row(r["method"], r["variant"], str(r["n"]), signed(r["delta_apc_mean"], 3),
+                          ci_text(r["ci_low"], r["ci_high"], r["n"]), fixed(r["active_mean"]), fixed(r["passive_mean"]))  # fmt: skip
         if not results:
             plt.title("no results yet: s runs an evaluation" if not report else f"run {report['run_id']}: waiting for results")
             plot.refresh()
@@ -183,6 +223,7 @@ class EvaluateScreen(WorkbenchScreen):
             plt.multiple_bar(methods, series, labels=variants)
         else:
             plt.bar(methods, series[0], label=variants[0])
+        plt.ylim(*y_limits([v for row in series for v in row]))
         plt.title(f"run {report['run_id']} · {report['model']}")
         plot.refresh()
 
@@ -209,7 +250,23 @@ class EvaluateScreen(WorkbenchScreen):
             "k": int(k) if k.isdigit() else self.services.settings.k,
             "max_new_tokens": int(tokens) if tokens.isdigit() and int(tokens) > 0 else 160,
         }
-        self._start_worker(self.character, self.query_one("#eval-model", Input).value.strip(), methods, options)
+        character, model = self.character, self.query_one("#eval-model", Input).value.strip()
+        queries_all, origin = self.services.evaluation.queries_for(self.services.characters.get(character))
+        n = min(len(queries_all), options["queries"] or len(queries_all))
+        variants = 2 if options["adapter"] else 1
+        replies = n * len(methods) * variants
+        from ..trust import trust_for
+
+        trust = trust_for(self.services.settings.profile, self.services.characters.repo.row(character)["language"])
+        question = (f"Evaluate {character} with {model}: methods {', '.join(methods) or 'none chosen'}, {n} {origin} queries"
+                    f"{' × base and adapter' if variants == 2 else ''} = {replies} replies to generate and score "
+                    f"({trust.badge}). It runs as a job.\n\nStart?")  # fmt: skip
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._start_worker(character, model, methods, options)
+
+        self.app.push_screen(Confirm(question), answered)
 
     @work(thread=True, group="eval-start", exit_on_error=False, description="Run evaluation")
     def _start_worker(self, character: str, model: str, methods: list[str], options: dict) -> None:
@@ -218,20 +275,31 @@ class EvaluateScreen(WorkbenchScreen):
         self.post_message(JobStarted(row["id"], "eval"))
 
     def on_job_started(self, message: JobStarted) -> None:
+        self.job_id = message.job_id
         self.notify(f"evaluation job {message.job_id} started; it keeps running if you quit", title="Job")
+        self.set_active(True)
         self.poll()
 
+    def action_toggle_chart(self) -> None:
+        """Below 100 columns the table and the chart share one place: g shows the other."""
+        self.toggle_class("chart")
+
     def action_cancel(self) -> None:
-        self._cancel_worker()
+        self._cancel_worker(self.job_id, self.character)
 
     @work(thread=True, group="eval-cancel", exit_on_error=False, description="Cancel")
-    def _cancel_worker(self) -> None:
-        running = self.services.jobs.list(kind="eval", status="running", limit=1) or self.services.jobs.list(kind="eval", status="queued", limit=1)
-        if not running:
+    def _cancel_worker(self, job_id: int | None, character: str | None) -> None:
+        """Cancel the job started here; else this character's running evaluation."""
+        jobs = self.services.jobs
+        if job_id is None or jobs.repo.get(job_id)["status"] not in ACTIVE:
+            cid = self.services.characters.repo.row(character)["id"] if character else None
+            active = [j for j in jobs.list(kind="eval", limit=50) if j["status"] in ACTIVE and j.get("character_id") == cid]
+            job_id = active[0]["id"] if active else None
+        if job_id is None:
             self.app.call_from_thread(self.notify, "no evaluation is running", severity="warning")
             return
-        status = self.services.jobs.cancel(running[0]["id"])
-        self.app.call_from_thread(self.notify, f"job {running[0]['id']}: cancel requested ({status})")
+        status = jobs.cancel(job_id)
+        self.app.call_from_thread(self.notify, f"job {job_id}: cancel requested ({status})")
 
 
 def _adapter_name(run: dict) -> str:

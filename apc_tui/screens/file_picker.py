@@ -24,6 +24,7 @@ class FilePicker(ModalScreen[Path | None]):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
         Binding("ctrl+u", "parent", "Parent folder"),
+        Binding("backspace", "parent_from_tree", "Parent folder", show=False),
     ]
 
     def __init__(self, start: Path, title: str = "Import a character file"):
@@ -34,7 +35,9 @@ class FilePicker(ModalScreen[Path | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide", id="file-picker"):
             yield Label(self.title_text, classes="dialog-title")
-            yield Static("wiki text, statements JSON or a Character Card (JSON/PNG) · enter on a file imports it", classes="dialog-hint")
+            yield Static("wiki text, statements JSON or a Character Card (JSON/PNG) · enter on a file imports it\n"
+                         "type a path: tab to the box, type, enter (a folder opens it) · go up: backspace or ctrl+u",
+                         classes="dialog-hint")  # fmt: skip
             yield Input(str(self.start) + "/", id="picker-path", placeholder="/path/to/file", compact=True)
             yield ImportableTree(self.start, id="picker-tree")
             with Horizontal(classes="dialog-buttons"):
@@ -75,6 +78,11 @@ class FilePicker(ModalScreen[Path | None]):
             self.notify(f"{path}: no such file; pick one in the tree or type its path", severity="warning")
             return
         self.dismiss(path)
+
+    def action_parent_from_tree(self) -> None:
+        """Backspace goes up a folder from the tree (in the path box it deletes a character)."""
+        if isinstance(self.focused, DirectoryTree):
+            self.action_parent()
 
     def action_parent(self) -> None:
         tree = self.query_one("#picker-tree", DirectoryTree)

@@ -40,7 +40,7 @@ def keys_table(screen: Screen) -> str:
             continue
         seen.add(b.description)
         key = b.key_display or b.key.replace("question_mark", "?")
-        rows.append(f"- `{key}` {b.description}")
+        rows.append(f"- `{key}` {b.tooltip or b.description}")
     return "\n".join(rows)
 
 

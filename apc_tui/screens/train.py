@@ -15,12 +15,35 @@ from textual.widgets import Button, DataTable, Input, Label, Select, Static
 from ..widgets.jobs import JobLog, JobsTable, MetricsPlot
 from ..widgets.settings_form import SettingsForm
 from .base import WorkbenchScreen
+from .dialogs import Confirm
 
 MAIN_SETTINGS = {
     "dpo": ("epochs", "learning_rate", "beta", "lora_r", "grad_accum", "max_steps", "weighted", "device"),
     "eu": ("epochs", "learning_rate", "lora_r", "grad_accum", "max_steps", "device"),
 }
 POLL_S = 1.0
+"""While a job is queued or running: refresh every second."""
+IDLE_POLL_S = 30.0
+"""While nothing runs: one cheap look every 30 s (a job started from the CLI shows up); ~0 CPU."""
+ACTIVE = ("queued", "running")
+
+
+class AdaptivePoll:
+    """A poll that runs every POLL_S while work is active and every IDLE_POLL_S otherwise; the
+    screens call `poll_now()` on their own events (resume, a job started, a row chosen)."""
+
+    def start_poll(self, poll) -> None:
+        self._poll = poll
+        self._fast = self.set_interval(POLL_S, poll, pause=True)
+        self._slow = self.set_interval(IDLE_POLL_S, poll)
+        self.active_work = False
+        poll()
+
+    def set_active(self, active: bool) -> None:
+        """Called with each poll result: any job queued or running?"""
+        if active != self.active_work:
+            self.active_work = active
+            (self._fast.resume if active else self._fast.pause)()
 
 
 class JobsPolled(Message):
@@ -37,14 +60,15 @@ class JobStarted(Message):
         self.job_id, self.kind = job_id, kind
 
 
-class JobsScreenMixin:
-    """Polls jobs from a thread every POLL_S; the screen shows them in `on_jobs_polled`."""
+class JobsScreenMixin(AdaptivePoll):
+    """Polls jobs from a thread (every POLL_S while one runs, rarely when idle); the screen shows
+    them in `on_jobs_polled`, and redraws only what changed."""
 
     job_kinds: tuple[str, ...] | None = None
+    shown_signature = None
 
     def start_polling(self) -> None:
-        self.poll_jobs()
-        self.set_interval(POLL_S, self.poll_jobs)
+        self.start_poll(self.poll_jobs)
 
     def poll_jobs(self) -> None:
         if self.is_current and not self._polling():
@@ -71,6 +95,7 @@ class JobsScreenMixin:
         return {}
 
     def show_jobs(self, message: JobsPolled) -> dict | None:
+        self.set_active(any(j["status"] in ACTIVE for j in message.jobs))
         table = self.query_one(JobsTable)
         table.show(message.jobs, message.names)
         job = next((j for j in message.jobs if j["id"] == message.job_id), None)
@@ -106,6 +131,7 @@ class JobsScreenMixin:
 class TrainScreen(JobsScreenMixin, WorkbenchScreen):
     MODE = "train"
     LABEL = "Train"
+    HOME = "#train-jobs"
     BINDINGS = [
         Binding("s", "start", "Start training"),
         Binding("b", "build_pairs", "Build APC pairs"),
@@ -126,6 +152,7 @@ class TrainScreen(JobsScreenMixin, WorkbenchScreen):
         with Horizontal(id="train-top"):
             with VerticalScroll(id="train-form", classes="pane"):
                 yield Static("", id="pairs-summary")
+                yield Static("", id="train-trust", markup=False)
                 with Horizontal(classes="form-row"):
                     yield Label("train", classes="form-label")
                     yield Select([("DPO (preference pairs)", "dpo"), ("EU (persona dialogues)", "eu")], value="dpo",
@@ -164,6 +191,10 @@ class TrainScreen(JobsScreenMixin, WorkbenchScreen):
             summary.update("no character: pick one on the Characters screen (F2)")
             return
         pairs = self.services.training.list_pairs(name)
+        trust = self.trust()
+        line = self.query_one("#train-trust", Static)
+        line.update(f"APC: {trust.line}")
+        line.tooltip = trust.caveat or None
         by = Counter(p["source"] for p in pairs)
         parts = " · ".join(f"{src} {by[src]}" for src in ("human", "edited", "apc") if by[src]) or "none yet"
         summary.update(f"[b]{len(pairs)} DPO pairs[/b] ({parts})")
@@ -173,6 +204,12 @@ class TrainScreen(JobsScreenMixin, WorkbenchScreen):
             slug = "-".join(name.lower().split())
             n = len(self.services.finetune.list_adapters(name)) + 1
             name_input.value = f"{slug}-{kind}-{n}" if slug.isascii() else f"adapter-{kind}-{n}"
+
+    def trust(self):
+        from ..trust import trust_for
+
+        language = self.services.characters.repo.row(self.character)["language"] if self.character else "en"
+        return trust_for(self.services.settings.profile, language)
 
     @on(Select.Changed, "#train-kind")
     def _kind_changed(self, event: Select.Changed) -> None:
@@ -203,7 +240,27 @@ class TrainScreen(JobsScreenMixin, WorkbenchScreen):
             return
         model = self.query_one("#train-model", Input).value.strip()
         name = self.query_one("#train-name", Input).value.strip()
-        self._start_worker(kind, self.character, model, name, settings)
+        character = self.character
+        pairs = self.services.training.list_pairs(character)
+        if kind == "dpo" and not pairs:
+            from engine.errors import InputError
+
+            self.app.report_failure(InputError(f"{character} has no DPO pairs yet; vote on Chat (F3) or Annotate (F4), or build APC pairs (b)"), "Start training")
+            return
+        apc = sum(p["source"] == "apc" for p in pairs)
+        what = f"{len(pairs)} DPO pairs ({apc} ranked by APC)" if kind == "dpo" else "persona dialogues built from the statements"
+        limit = f", at most {settings['max_steps']} steps" if settings.get("max_steps") else ""
+        question = (f"Train {kind.upper()} adapter {name!r} for {character} on {model}: {what}, {settings.get('epochs')} epochs{limit}, "
+                    f"device {settings.get('device') or self.services.settings.device}. It runs as a job (minutes on tiny, hours for a 7B on CPU).")  # fmt: skip
+        trust = self.trust()
+        if kind == "dpo" and apc and trust.warn_training:
+            question += "\n\n" + trust.warning("training")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._start_worker(kind, character, model, name, settings)
+
+        self.app.push_screen(Confirm(question + "\n\nStart?"), answered)
 
     @work(thread=True, group="train-start", exit_on_error=False, description="Start training")
     def _start_worker(self, kind: str, character: str, model: str, name: str, settings: dict) -> None:
@@ -216,8 +273,24 @@ class TrainScreen(JobsScreenMixin, WorkbenchScreen):
         self.post_message(JobStarted(row["id"], kind))
 
     def action_build_pairs(self) -> None:
-        if self.character:
-            self._pairs_worker(self.character, self.query_one("#train-model", Input).value.strip())
+        character = self.character
+        if not character:
+            return
+        model = self.query_one("#train-model", Input).value.strip()
+        s = self.services.settings
+        cid = self.services.characters.repo.row(character)["id"]
+        queries = len(self.services.training.pairs.queries(cid, "train")) or len(self.services.characters.get(character).enabled_statements)
+        trust = self.trust()
+        question = (f"Build APC pairs for {character}: up to 100 pairs from {queries} train queries, 2 replies each from {model} "
+                    f"({2 * queries} replies to generate and score with {trust.badge}). It runs as a job.")  # fmt: skip
+        if trust.warn_training:
+            question += "\n\n" + trust.warning("building DPO pairs")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._pairs_worker(character, model)
+
+        self.app.push_screen(Confirm(question + "\n\nStart?"), answered)
 
     @work(thread=True, group="train-start", exit_on_error=False, description="Build pairs")
     def _pairs_worker(self, character: str, model: str) -> None:
@@ -235,6 +308,10 @@ class TrainScreen(JobsScreenMixin, WorkbenchScreen):
 
     # -- polling --------------------------------------------------------------------------
     def on_jobs_polled(self, message: JobsPolled) -> None:
+        signature = (repr(message.jobs), message.job_id, len(message.metrics), len(message.logs), repr(message.extra))
+        if signature == self.shown_signature and not message.logs:
+            return  # nothing changed: no redraw
+        self.shown_signature = signature
         job = self.show_jobs(message)
         title = f"job {job['id']} {job['kind']} · {job['status']} · {job.get('progress_text') or ''}" if job else ""
         self.query_one(MetricsPlot).show(message.metrics, title)

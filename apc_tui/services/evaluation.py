@@ -180,6 +180,7 @@ def run_eval_job(services, ctx) -> dict:
         samples = [s for s in svc.evals.samples(run_id, method, variant) if s["query"] in set(queries)]
         result = summarize(method, variant, samples)
         results.append(result.to_dict())
+        svc.evals.save_results(run_id, results)  # each variant's row shows as soon as it is done
         ctx.log(f"{method}/{variant}: ΔAPC {result.delta_apc_mean:+.3f} [{result.ci_low:+.3f}, {result.ci_high:+.3f}] n={result.n}")
     svc.evals.save_results(run_id, results)
     return {"run_id": run_id, "query_origin": origin, "notes": notes, "results": results}

@@ -119,11 +119,13 @@ class TrainingService:
         self.sync(cid)
         return pid
 
-    def undo_preference(self, preference_id: int) -> None:
-        """Remove a label and the pairs it made; APC's own pair for those replies comes back."""
+    def undo_preference(self, preference_id: int) -> dict | None:
+        """Remove a label and the pairs it made. The annotator's earlier vote on the pair (if this one
+        replaced it) is current again and returned; else APC's own pair for those replies comes back."""
         cid = self.pairs.preference(preference_id)["character_id"]
-        self.pairs.delete_preference(preference_id)
+        restored = self.pairs.delete_preference(preference_id)
         self.sync(cid)
+        return restored
 
     # -- derived pairs ---------------------------------------------------------------------------
     def sync(self, character_id: int, margin: float = DEFAULT_MARGIN) -> None:

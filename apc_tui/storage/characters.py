@@ -287,7 +287,8 @@ class CharacterRepo:
             clash = list(db.query("SELECT id FROM statements WHERE character_id = ? AND text = ? AND id != ?", [row["character_id"], text, statement_id]))
             if clash:
                 raise InputError(f"statement {clash[0]['id']} already says {text!r}")
-            db["statements"].update(statement_id, {"text": text, "origin": "manual" if row["origin"] == "split" else row["origin"]})
+            # a hand-written statement stays "manual"; an imported, drafted or teacher one becomes "edited"
+            db["statements"].update(statement_id, {"text": text, "origin": "manual" if row["origin"] == "manual" else "edited"})
 
     def set_enabled(self, statement_id: int, enabled: bool) -> None:
         self.statement_row(statement_id)

@@ -290,6 +290,25 @@ def m003_character_soft_delete(db: sqlite_utils.Database) -> None:
 
 
 @migration
+def m004_one_current_vote(db: sqlite_utils.Database) -> None:
+    """One current vote per (pair of replies, annotator); a re-vote supersedes the previous one, kept
+    as history (`superseded_by` = the vote that replaced it). Older duplicates become history."""
+    execute_script(
+        db,
+        """
+        ALTER TABLE preferences ADD COLUMN superseded_by INTEGER;
+        UPDATE preferences SET superseded_by = (
+            SELECT min(p2.id) FROM preferences p2
+            WHERE p2.id > preferences.id AND p2.annotator = preferences.annotator
+              AND min(p2.message_a_id, p2.message_b_id) = min(preferences.message_a_id, preferences.message_b_id)
+              AND max(p2.message_a_id, p2.message_b_id) = max(preferences.message_a_id, preferences.message_b_id));
+        CREATE UNIQUE INDEX preferences_current ON preferences (
+            min(message_a_id, message_b_id), max(message_a_id, message_b_id), annotator) WHERE superseded_by IS NULL
+        """,
+    )
+
+
+@migration
 def m005_teach(db: sqlite_utils.Database) -> None:
     """Teach the scorer: human discriminator labels, per-character discriminator versions (with
     lineage) and the active one per character; every stored score names the version that made it."""

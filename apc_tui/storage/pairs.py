@@ -117,11 +117,24 @@ class PairRepo:
             "SELECT DISTINCT query_id FROM preference_pairs WHERE character_id = ? AND query_id IS NOT NULL", [character_id])}
 
     # -- preferences (human labels) ----------------------------------------------------------
+    # One current vote per (pair of replies, annotator): a re-vote supersedes the current one (kept
+    # as history, `superseded_by` = the vote that replaced it); undo brings the superseded one back.
     def add_preference(self, row: dict) -> int:
         if row["choice"] not in CHOICES:
             raise InputError(f"choice {row['choice']!r} is not one of {', '.join(CHOICES)}")
+        lo, hi = sorted((row["message_a_id"], row["message_b_id"]))
         with self.store.transaction() as db:
-            return db["preferences"].insert({**row, "created_at": now()}).last_pk
+            current = db.execute(
+                "SELECT id FROM preferences WHERE superseded_by IS NULL AND annotator = ? "
+                "AND min(message_a_id, message_b_id) = ? AND max(message_a_id, message_b_id) = ?",
+                [row["annotator"], lo, hi],
+            ).fetchone()
+            if current is not None:  # free the one-current slot first (unique index), then point at the new vote
+                db.execute("UPDATE preferences SET superseded_by = -1 WHERE id = ?", [current[0]])
+            pid = db["preferences"].insert({**row, "created_at": now()}).last_pk
+            if current is not None:
+                db.execute("UPDATE preferences SET superseded_by = ? WHERE id = ?", [pid, current[0]])
+            return pid
 
     def preference(self, preference_id: int) -> dict:
         rows = list(self.store.db.query("SELECT * FROM preferences WHERE id = ?", [preference_id]))
@@ -129,14 +142,29 @@ class PairRepo:
             raise InputError(f"no preference with id {preference_id}")
         return rows[0]
 
-    def delete_preference(self, preference_id: int) -> None:
+    def delete_preference(self, preference_id: int) -> dict | None:
+        """Remove a vote; the vote it superseded (if any) becomes current again and is returned."""
+        gone = self.preference(preference_id)
         with self.store.transaction() as db:
             db.execute("DELETE FROM preference_pairs WHERE preference_id = ?", [preference_id])
             db.execute("DELETE FROM preferences WHERE id = ?", [preference_id])
+            if gone["superseded_by"] is not None:  # a vote from the history: the chain skips it
+                db.execute("UPDATE preferences SET superseded_by = ? WHERE superseded_by = ?", [gone["superseded_by"], preference_id])
+                return None
+            previous = db.execute("SELECT max(id) FROM preferences WHERE superseded_by = ?", [preference_id]).fetchone()[0]
+            if previous is None:
+                return None
+            db.execute("UPDATE preferences SET superseded_by = NULL WHERE id = ?", [previous])
+        return self.preference(previous)
 
-    def preferences(self, character_id: int | None = None) -> list[dict]:
-        sql = ("SELECT * FROM preferences" + (" WHERE character_id = ?" if character_id is not None else
-               " WHERE character_id IN (SELECT id FROM characters WHERE deleted_at IS NULL)") + " ORDER BY id")  # fmt: skip
+    def preferences(self, character_id: int | None = None, *, history: bool = False) -> list[dict]:
+        """Current votes (one per pair and annotator), oldest first; `history`: superseded ones too."""
+        where = [] if history else ["superseded_by IS NULL"]
+        if character_id is not None:
+            where.append("character_id = ?")
+        else:
+            where.append("character_id IN (SELECT id FROM characters WHERE deleted_at IS NULL)")
+        sql = "SELECT * FROM preferences" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
         return list(self.store.db.query(sql, [character_id] if character_id is not None else []))
 
     # -- messages (conversation trees) ----------------------------------------------------------

@@ -33,16 +33,17 @@ class CandidatePanel(VerticalScroll):
             text.update("—")
             self.add_class("empty")
             return
-        origin = " · your ideal reply" if message.get("origin") == "edited" else ""
+        # blind (`hide_scores`): nothing that tells where a reply came from or how APC scored it
+        origin = " · your ideal reply" if message.get("origin") == "edited" and not hide_scores else ""
         scores = "APC hidden until you vote" if hide_scores else score_line(message.get("score"))
         self.border_title = f"{self.slot} · {scores}{origin}"
-        warning = "⚠ tiny: meaningless" if message.get("meaningless") else ""
+        warning = "⚠ tiny: meaningless" if message.get("meaningless") and not hide_scores else ""
         self.border_subtitle = " · ".join(x for x in (mark, warning) if x)
         if mark.startswith("✓"):
             self.add_class("preferred")
         elif mark.startswith("✗"):
             self.add_class("rejected")
-        if message.get("origin") == "edited":
+        if message.get("origin") == "edited" and not hide_scores:
             self.add_class("edited")
         text.update(printable(message.get("content") or ""))
         self.scroll_home(animate=False)

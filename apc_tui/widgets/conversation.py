@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static, Tree
 
-from .format import printable
+from .format import printable, signed
 
 
 def _short(text: str, width: int) -> str:
@@ -18,7 +18,7 @@ def message_label(m: dict, width: int = 40) -> Text:
     if m["role"] == "user":
         return Text.assemble(("› ", "bold cyan"), _short(m["content"], width))
     score = m.get("score")
-    head = f"{score['delta_apc']:+.2f} " if score else "  ·   "
+    head = f"{signed(score['delta_apc'])} " if score else "  ·   "
     style = "green" if score and score["delta_apc"] > 0 else "red" if score and score["delta_apc"] < 0 else "dim"
     mark = "✎ " if m.get("origin") == "edited" else ""
     return Text.assemble((head, style), mark, _short(m["content"], width))

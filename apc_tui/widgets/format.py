@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 
+from ..numbers import ci_text, fixed, prob, signed  # noqa: F401  (the screens format through these)
+
+
 def fmt_signed(value: float | None, digits: int = 2) -> str:
-    if value is None:
-        return "–"
-    return f"{value:+.{digits}f}"
+    return signed(value, digits)
 
 
 def bar(value: float, width: int = 10) -> str:
@@ -33,4 +34,4 @@ def score_line(score: dict | None) -> str:
     """'APC 18.31/24 · ΔAPC +0.42' for a score dict (ChatService shape), or a dash."""
     if not score:
         return "not scored"
-    return f"APC {score['apc']:.2f}/{score['n_statements']} · ΔAPC {score['delta_apc']:+.2f}"
+    return f"APC {fixed(score['apc'])}/{score['n_statements']} · ΔAPC {signed(score['delta_apc'])}"

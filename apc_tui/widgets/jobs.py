@@ -7,6 +7,7 @@ from rich.text import Text
 from textual.widgets import DataTable, Log
 from textual_plotext import PlotextPlot
 
+from ..numbers import job_eta
 from .format import printable
 
 STATUS_STYLE = {"running": "bold cyan", "queued": "yellow", "done": "green", "failed": "bold red", "cancelled": "dim", "dead": "red"}
@@ -28,7 +29,7 @@ class JobsTable(DataTable):
         self.clear()
         for j in jobs:
             status = Text(j["status"], style=STATUS_STYLE.get(j["status"], ""))
-            pct = f"{100 * (j.get('progress') or 0):.0f}%"
+            pct = " · ".join(x for x in (f"{100 * (j.get('progress') or 0):.0f}%", job_eta(j)) if x)
             self.add_row(str(j["id"]), j["kind"], status, pct, names.get(j.get("character_id"), "–"), key=str(j["id"]))
         ids = [j["id"] for j in jobs]
         if keep in ids:

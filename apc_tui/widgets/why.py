@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from .format import bar, printable
+from .format import bar, printable, prob, signed
 
 
 
@@ -21,7 +21,7 @@ def separating_terms(score_a: dict, score_b: dict) -> list[tuple[float, dict, di
 
 
 def _p(value: float, style: str, width: int = 4) -> Text:
-    return Text.assemble((bar(value, width), style), (f"{value:.2f}"[1:] if value < 1 else "1.0", "dim"))
+    return Text.assemble((bar(value, width), style), (prob(value), "dim"))
 
 
 class WhyTable(DataTable):
@@ -47,7 +47,8 @@ class WhyTable(DataTable):
         for label in self.columns_:
             self.add_column(label, key=label)
 
-    def show(self, score_a: dict | None, score_b: dict | None, *, statement_width: int = 40) -> None:
+    def show(self, score_a: dict | None, score_b: dict | None, *, statement_width: int = 40, name: str = "") -> None:
+        """`name`: the character's name, shortened to its first word in statements that do not fit."""
         self.clear()
         self.terms_: list[tuple[float, dict, dict]] = []
         if not score_a or not score_b:
@@ -55,13 +56,15 @@ class WhyTable(DataTable):
             return
         rows = separating_terms(score_a, score_b)
         self.terms_ = rows
-        self.border_subtitle = f"{len(rows)} statements · ΔAPC {self.columns_[0]} {score_a['delta_apc'] - score_b['delta_apc']:+.2f}"
+        self.border_subtitle = f"{len(rows)} statements · ΔAPC {self.columns_[0]} {signed(score_a['delta_apc'] - score_b['delta_apc'])}"
         for diff, ta, tb in rows:
             statement = printable(ta["statement"])
+            if len(statement) > statement_width and name and len(name.split()) > 1:
+                statement = statement.replace(name, name.split()[0])
             if len(statement) > statement_width:
                 statement = statement[: statement_width - 1] + "…"
             self.add_row(
-                Text(f"{diff:+.2f}", style="bold green" if diff > 0 else "bold red" if diff < 0 else "dim"),
+                Text(signed(diff), style="bold green" if round(diff, 2) > 0 else "bold red" if round(diff, 2) < 0 else "dim"),
                 statement,
                 _p(ta["p_yes"], "cyan"),
                 _p(ta["p_entailed"], "green"),
