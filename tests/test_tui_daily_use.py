@@ -343,7 +343,9 @@ def test_cli_warns_before_pairs_for_chinese_on_embedded(services, tmp_path):
 
     services.characters.seed_demo()
     zh = next(r["name"] for r in services.characters.list() if r["language"] == "zh")
-    missing = f"hf:{tmp_path / 'no-such-model'}"  # the job fails at once on loading it: nothing is sampled
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    missing = f"hf:{empty}"  # passes the path check, the job fails at once on loading it: nothing is sampled
     result = CliRunner().invoke(cli_app, ["dpo", "pairs", "--character", zh, "--model", missing, "--max", "1"])
     assert "warning: embedded scorer" in result.output and "Chinese" in result.output, result.output
     en = next(r["name"] for r in services.characters.list() if r["language"] == "en")
