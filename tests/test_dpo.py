@@ -43,7 +43,7 @@ def test_pairs_keep_only_apc_gaps_above_the_margin(keyword_scorer):
 
 def test_pairs_job_stores_pairs_once_and_resumes(scripted_services):
     svc = scripted_services
-    config, cid = svc.training.pairs_config(CHARACTER, "scripted", k=2)
+    config, cid = svc.training.pairs_config(CHARACTER, "tiny", k=2, margin=0.2)  # a real spec; the pool answers with the scripted model
     row = svc.jobs.start("pairs", config, character_id=cid)
     assert row["status"] == "done", row["error"]
     assert row["artifacts"]["pairs_kept"] == 3 and row["checkpoint"]["kept"] == 3
