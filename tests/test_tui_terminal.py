@@ -84,6 +84,7 @@ def test_new_character_chat_takes_a_typed_question_at_80x24(tmux, tmp_path):
     and `m` comes back to it without typing an "m"."""
     apc = Path(sys.executable).parent / "apc"
     command = shlex.quote(str(apc)) if apc.exists() else f"{shlex.quote(sys.executable)} -m apc_tui.cli"
+    (tmp_path / "none.toml").touch()  # an APC_CONFIG that names a missing file is refused
     env = f"APC_DB={shlex.quote(str(tmp_path / 'apc.db'))} APC_CONFIG={shlex.quote(str(tmp_path / 'none.toml'))} TERM=xterm-256color"
     script = f"cd {shlex.quote(str(ROOT))} && env {env} {command}; echo APC-EXIT=$?; sleep 60"
     tmux("new-session", "-d", "-s", tmux.session, "-x", "80", "-y", "24", script)
