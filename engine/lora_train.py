@@ -87,6 +87,7 @@ class TrainResult:
     adapter_dir: str
     metrics: dict
     steps: int
+    lineage: dict = field(default_factory=dict)  # world_size, strategy, backend, rank_devices
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,7 @@ def make_callback(progress: Progress | None, stop: threading.Event | None, on_me
         def on_step_end(self, args, state, control, **kw):
             if progress is not None:
                 progress(state.global_step, state.max_steps, f"step {state.global_step}/{state.max_steps}")
-            if stop is not None and stop.is_set():
+            if stop is not None and _stop_agreed(stop):
                 self.stopped = True
                 control.should_save = True  # resume continues from here, not from the last save_steps
                 control.should_training_stop = True
@@ -256,6 +257,21 @@ def make_callback(progress: Progress | None, stop: threading.Event | None, on_me
                 on_checkpoint(str(Path(args.output_dir) / f"checkpoint-{state.global_step}"))
 
     return _Report()
+
+
+def _stop_agreed(stop: threading.Event) -> bool:
+    """Whether to stop now; with several ranks every rank must answer alike at the same step."""
+    if _world_size() == 1:
+        return stop.is_set()
+    from engine.distributed import agree_any
+
+    return agree_any(stop.is_set())
+
+
+def _world_size() -> int:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def check_resume(resume_from: str | None) -> str | None:
@@ -349,7 +365,16 @@ def trainer_args(config: LoraSettings, out: Path, device: str) -> dict:
         disable_tqdm=True,
         dataloader_num_workers=0,
         **precision_args(device),
+        **distributed_args(device),
     )
+
+
+def distributed_args(device: str) -> dict:
+    """Under `accelerate launch` with several ranks: gloo between CPU ranks, nccl between GPUs;
+    LoRA uses every trainable parameter, so DDP need not search for unused ones."""
+    if _world_size() == 1:
+        return {}
+    return {"ddp_backend": "nccl" if device.startswith("cuda") else "gloo", "ddp_find_unused_parameters": False}
 
 
 def train_adapter(
@@ -389,9 +414,14 @@ def train_adapter(
     if callback.stopped:
         raise Cancelled(f"{config.kind} training stopped at step {steps}; a checkpoint was saved to resume from")
     adapter_dir = out / "adapter"
-    trainer.save_model(str(adapter_dir))
-    loaded.tokenizer.save_pretrained(str(adapter_dir))
+    trainer.save_model(str(adapter_dir))  # rank 0 only under several ranks (the Trainer's should_save)
+    main = trainer.is_world_process_zero()
+    if main:
+        loaded.tokenizer.save_pretrained(str(adapter_dir))
     metrics = last_metrics(trainer.state.log_history)
     metrics.update(steps=steps, **counts(kept), lora_r=loaded.lora_r, device=loaded.device)
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the adapter is saved; optimizer states are large
-    return TrainResult(str(adapter_dir), metrics, steps)
+    trainer.accelerator.wait_for_everyone()  # no rank still reads a checkpoint when rank 0 removes them
+    if main:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the adapter is saved; optimizer states are large
+    single = {"world_size": 1, "strategy": "single", "backend": None, "rank_devices": [loaded.device]}
+    return TrainResult(str(adapter_dir), metrics, steps, single)
