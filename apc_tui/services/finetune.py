@@ -27,8 +27,10 @@ class FinetuneService:
         self.characters = CharacterRepo(self.store)
 
     # -- configs for jobs ------------------------------------------------------------------------
-    def train_config(self, kind: str, character: str, model: str, name: str, settings: dict) -> tuple[dict, int]:
-        """(job config, character id) for a `dpo` or `eu` job; refuses a taken name or bad settings now."""
+    def train_config(self, kind: str, character: str, model: str, name: str, settings: dict,
+                     processes: int | None = None) -> tuple[dict, int]:  # fmt: skip
+        """(job config, character id) for a `dpo` or `eu` job; refuses a taken name or bad settings now.
+        `processes`: data-parallel ranks (None = every visible CUDA GPU when training on CUDA, else 1)."""
         from engine.dpo_train import DpoSettings
         from engine.eu_train import EuSettings
 
@@ -42,8 +44,13 @@ class FinetuneService:
         settings = {k: v for k, v in settings.items() if v is not None}
         settings.setdefault("device", self.services.settings.device)
         cls.from_dict(settings)  # unknown keys and bad types fail here, not in the worker
+        if processes is not None and processes < 1:
+            raise InputError(f"--processes {processes}: give 1 or more (one rank per device)")
         row = self.characters.row(character)
-        return {"character": row["name"], "model": model, "name": name, "settings": settings}, row["id"]
+        config = {"character": row["name"], "model": model, "name": name, "settings": settings}
+        if processes is not None:
+            config["processes"] = processes
+        return config, row["id"]
 
     # -- adapters ---------------------------------------------------------------------------------
     def list_adapters(self, character: str | None = None) -> list[dict]:
@@ -76,7 +83,7 @@ class FinetuneService:
         adapter_id = self.adapters.add(
             name=cfg["name"], kind=kind, base_model=cfg["model"], path=str(Path(result.adapter_dir).resolve()),
             character_id=ctx.character_id, config=cfg["settings"], metrics=result.metrics, job_id=ctx.job_id,
-            pairs_hash=pairs_hash, pair_ids=pair_ids,
+            pairs_hash=pairs_hash, pair_ids=pair_ids, lineage=result.lineage or None,
         )  # fmt: skip
         row = self.adapters.get_by_id(adapter_id)
         ctx.log(f"adapter {cfg['name']!r} registered; load it with --model {self.spec_for(row)}")
@@ -112,6 +119,21 @@ def _train_hooks(ctx) -> dict:
             "resume_from": resume}  # fmt: skip
 
 
+def _train(ctx, kind: str, rows: list, settings, out_dir: Path, train_one, *, sequences: int):
+    """One process (`train_one`) or, with several ranks, `accelerate launch` supervised from here:
+    the same hooks either way, so progress, the loss plot, cancel and resume do not change."""
+    from dataclasses import asdict
+
+    from engine.distributed import default_processes, train_distributed
+
+    processes = ctx.config.get("processes") or default_processes(settings.device)
+    if processes == 1:
+        return train_one(ctx.config["model"], rows, settings, out_dir, **_train_hooks(ctx))
+    ctx.log(f"data-parallel over {processes} processes through accelerate launch (files in {ctx.work_dir / 'ranks'})")
+    return train_distributed(kind, ctx.config["model"], [asdict(r) for r in rows], settings, out_dir, ctx.work_dir / "ranks",
+                             processes, sequences=sequences, on_log=ctx.log, **_train_hooks(ctx))  # fmt: skip
+
+
 def run_dpo_job(services, ctx) -> dict:
     from engine.dpo import pairs_sha256
     from engine.dpo_train import DpoSettings, train_dpo
@@ -130,7 +152,7 @@ def run_dpo_job(services, ctx) -> dict:
     ids, plain = [i for i, _ in pairs], [p for _, p in pairs]
     settings = DpoSettings.from_dict(cfg["settings"])
     ctx.log(f"DPO on {len(plain)} pairs, base {cfg['model']}, beta {settings.beta}, lr {settings.learning_rate}")
-    result = train_dpo(cfg["model"], plain, settings, svc.out_dir(cfg["name"]), **_train_hooks(ctx))
+    result = _train(ctx, "dpo", plain, settings, svc.out_dir(cfg["name"]), train_dpo, sequences=2)
     return svc.register(ctx, "dpo", result, pair_ids=ids, pairs_hash=pairs_sha256(plain))
 
 
@@ -147,6 +169,6 @@ def run_eu_job(services, ctx) -> dict:
     dialogues = eu_dialogues(character, entailed, [] if entailed else repo.query_statements(character.id))
     origin = dialogues[0].origin
     ctx.log(f"EU on {len(dialogues)} dialogues ({'teacher replies' if origin == 'teacher' else 'built from statements'})")
-    result = train_eu(cfg["model"], dialogues, EuSettings.from_dict(cfg["settings"]), svc.out_dir(cfg["name"]), **_train_hooks(ctx))
+    result = _train(ctx, "eu", dialogues, EuSettings.from_dict(cfg["settings"]), svc.out_dir(cfg["name"]), train_eu, sequences=1)
     result.metrics["dialogue_origin"] = origin
     return svc.register(ctx, "eu", result)

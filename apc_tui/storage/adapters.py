@@ -14,7 +14,8 @@ class AdapterRepo:
         self.store = store
 
     def add(self, *, name: str, kind: str, base_model: str, path: str, character_id: int | None, config: dict,
-            metrics: dict, job_id: int | None, pairs_hash: str | None = None, pair_ids: list[int] | None = None) -> int:
+            metrics: dict, job_id: int | None, pairs_hash: str | None = None, pair_ids: list[int] | None = None,
+            lineage: dict | None = None) -> int:
         with self.store.transaction() as db:
             if list(db.query("SELECT id FROM adapters WHERE name = ?", [name])):
                 raise InputError(f"an adapter named {name!r} exists already; pick another --name")
@@ -30,6 +31,7 @@ class AdapterRepo:
                     "config_json": json.dumps(config, sort_keys=True),
                     "metrics_json": json.dumps(metrics, sort_keys=True),
                     "job_id": job_id,
+                    "lineage_json": json.dumps(lineage, sort_keys=True) if lineage else None,
                     "created_at": now(),
                 }
             ).last_pk
@@ -69,4 +71,5 @@ def adapter_to_dict(row: dict) -> dict:
     out["config"] = json.loads(row.get("config_json") or "{}")
     out["metrics"] = json.loads(row.get("metrics_json") or "{}")
     out["pair_ids"] = json.loads(row["pair_ids_json"]) if row.get("pair_ids_json") else None
+    out["lineage"] = json.loads(row["lineage_json"]) if row.get("lineage_json") else {}
     return out

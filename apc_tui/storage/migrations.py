@@ -274,3 +274,9 @@ def m002_eval_sample_parts(db: sqlite_utils.Database) -> None:
         ALTER TABLE eval_samples ADD COLUMN n_statements INTEGER NOT NULL DEFAULT 0
         """,
     )
+
+
+@migration
+def m008_adapter_lineage(db: sqlite_utils.Database) -> None:
+    """How an adapter was trained across the box: world size, strategy, backend, each rank's device."""
+    execute_script(db, "ALTER TABLE adapters ADD COLUMN lineage_json TEXT")
