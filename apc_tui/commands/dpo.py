@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from .common import CharacterOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, echo_table, emit, services
+from .common import (CharacterOpt, ConcurrencyOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, ScoringWorkersOpt, echo_table,
+                     emit, services)
 from .jobs import k_or_setting, run_job
 
 app = typer.Typer(no_args_is_help=True)
@@ -49,13 +50,16 @@ def pairs(
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Upper bound on each reply's length in tokens.")] = 160,
     profile: ProfileOpt = None,
     device: DeviceOpt = None,
+    scoring_workers: ScoringWorkersOpt = None,
+    concurrency: ConcurrencyOpt = 1,
     detach: DetachOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Sample two replies per train query, score both with APC, keep pairs that differ by > margin."""
     svc = services(ctx).training
     config, cid = svc.pairs_config(character, model, method=method, k=k_or_setting(ctx, k), max_pairs=max_pairs, margin=margin,
-                                   profile=profile, device=device, max_new_tokens=max_new_tokens)  # fmt: skip
+                                   profile=profile, device=device, max_new_tokens=max_new_tokens,
+                                   scoring_workers=scoring_workers, concurrency=concurrency)  # fmt: skip
     run_job(ctx, "pairs", config, character_id=cid, detach=detach, as_json=as_json,
             render=lambda d: typer.echo(f"{d['pairs_kept']} pairs kept from {d['queries']} queries (job {d['job_id']}); "
                                         f"see `apc dpo list --character {config['character']!r}`"))

@@ -7,7 +7,8 @@ never score never import torch.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +62,26 @@ class ScoringService:
                 pair = load_profile(key[0], device=key[1], trust_remote_code=self.settings.trust_remote_code)
                 self._scorers[key] = ApcScorer(pair)
             return self._scorers[key]
+
+    @contextmanager
+    def bulk_scorer(self, profile: str | None = None, device: str | None = None, workers: int | None = None) -> Iterator:
+        """The scorer for long work (pairs, eval, rescoring): with several devices, one replica per
+        device in its own process (engine.discriminators.sharded), closed on exit; else the cached one.
+        `workers`: None = every visible CUDA GPU when scoring on CUDA, else 1; N with --device cpu = N CPU workers."""
+        from engine.discriminators.sharded import scoring_devices
+
+        devices = scoring_devices(device or self.settings.device, workers)
+        if len(devices) == 1:
+            yield self.scorer(profile, device)
+            return
+        from engine.apc import ApcScorer
+        from engine.discriminators.sharded import ShardedPair
+
+        pair = ShardedPair.open(profile or self.settings.profile, devices, trust_remote_code=self.settings.trust_remote_code)
+        try:
+            yield ApcScorer(pair)
+        finally:
+            pair.close()
 
     # -- APC -------------------------------------------------------------------------------
     def score(
