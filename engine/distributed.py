@@ -398,3 +398,57 @@ def train_distributed(kind: str, base_spec: str, rows: list[dict], config, out_d
                        on_log=on_log)  # fmt: skip
     metrics = {**result["metrics"], "world_size": plan.processes}
     return TrainResult(result["adapter_dir"], metrics, int(result["steps"]), result["lineage"])
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """What `apc doctor` proposes for training the configured base on this box."""
+
+    processes: int
+    strategy: str  # single | ddp | fsdp | none
+    use_4bit: bool
+    command: str  # the flags to add to `apc dpo train`
+    why: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def suggest(base_spec: str, gpus: list[dict], *, bnb: bool, lora_r: int = 128, max_length: int = 1024) -> Suggestion:
+    """`--processes` and strategy for `base_spec` on these GPUs (see gpu_inventory); on a CPU box,
+    what runs instead. The estimate is the preflight's (engine.lora_train.estimate_bytes) for one DPO pair."""
+    from engine.backends import parse_spec
+    from engine.lora_train import estimate_bytes, resolve_base
+
+    try:
+        parsed = parse_spec(base_spec)
+    except ConfigError as exc:
+        return Suggestion(0, "none", False, "", str(exc))
+    if parsed.scheme not in ("tiny", "hf") or parsed.adapter:
+        return Suggestion(0, "none", False, "", f"{base_spec} cannot be a training base (API model or adapter)")
+    if not gpus:
+        return Suggestion(1, "single", False, "--device cpu",
+                          "no CUDA GPU: training runs in one CPU process (fp32, slow for real models); "
+                          "`--device cpu --processes 2` runs 2 gloo ranks, which only tests the multi-process path")  # fmt: skip
+    free = [g["free"] for g in gpus]
+    n = len(gpus)
+    base = resolve_base(base_spec)
+    try:
+        plain = estimate_bytes(base, lora_r=lora_r, use_4bit=False, max_length=max_length, batch=1, sequences=2)
+        quant = estimate_bytes(base, lora_r=lora_r, use_4bit=True, max_length=max_length, batch=1, sequences=2)
+    except (OSError, ValueError) as exc:
+        return Suggestion(n, "ddp", False, f"--processes {n}",
+                          f"cannot read {base.path!r}'s config to size it ({str(exc).splitlines()[0][:100]}); DDP over all GPUs if it fits one")  # fmt: skip
+    options = [(plain, False)] + ([(quant, True)] if bnb else [])
+    for need, four in options:
+        try:
+            strategy = choose_strategy(need, free, use_4bit=four)
+        except ConfigError:
+            continue
+        procs = n if strategy == "fsdp" or n > 1 else 1
+        flags = f"--processes {procs}" + (" --4bit" if four else "")
+        where = "one full replica per GPU (DDP)" if strategy == "ddp" else f"weights sharded over {n} GPUs (FSDP)"
+        nccl = "" if n == 1 else ", NCCL between ranks"
+        return Suggestion(procs, strategy, four, flags, f"about {need / GIB:.1f} GiB per replica{' in 4-bit' if four else ''}: {where}{nccl}")
+    return Suggestion(n, "none", False, "", f"about {plain / GIB:.1f} GiB ({quant / GIB:.1f} GiB in 4-bit) does not fit "
+                      f"{n} GPU(s) with {min(free) / GIB:.1f} GiB free at the least; use a smaller base or more GPUs")  # fmt: skip

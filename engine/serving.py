@@ -85,8 +85,8 @@ def probe_server(base_url: str, api_key: str | None, model: str | None, *, n: in
         listed = client.get(f"{base}/models")
         listed.raise_for_status()
         ids = tuple(str(m.get("id")) for m in listed.json().get("data", []))
-        if not model:
-            return ServerReport(base, ids, None, False, None, 0)
+        if not model or model not in ids:  # nothing to ask, or a request that could only 404
+            return ServerReport(base, ids, model, False, None, 0)
         body = {"model": model, "messages": [{"role": "user", "content": "Say hi."}], "n": n, "max_tokens": 1, "temperature": 1.0}
         reply = client.post(f"{base}/chat/completions", json=body)
         reply.raise_for_status()
