@@ -155,7 +155,7 @@ def load_base(base: BaseModel, device: str, use_4bit: bool, trust_remote_code: b
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would garble the CLI and job logs
     dtype = torch_dtype(device) if device.startswith("cuda") else torch.float32
-    kwargs = causal_lm_kwargs(dtype, device, load_in_4bit=use_4bit, trust_remote_code=trust_remote_code)
+    kwargs = causal_lm_kwargs(dtype, device, load_in_4bit=use_4bit, trust_remote_code=trust_remote_code, fsdp=under_fsdp())
     try:
         tok = AutoTokenizer.from_pretrained(base.path, trust_remote_code=trust_remote_code, local_files_only=hub_offline())
         model = AutoModelForCausalLM.from_pretrained(base.path, **kwargs)
@@ -169,8 +169,18 @@ def load_base(base: BaseModel, device: str, use_4bit: bool, trust_remote_code: b
     if use_4bit:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+        # non-reentrant activation checkpointing: the kind DDP/FSDP ranks can run (a reentrant one
+        # re-marks LoRA gradients ready inside DDP's hooks)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
     return model, tok
+
+
+def under_fsdp() -> bool:
+    """Is this process a rank of an FSDP launch (accelerate sets ACCELERATE_USE_FSDP)?"""
+    import os
+
+    return os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
 
 
 def lora_config(r: int, alpha: int | None, dropout: float, target_modules: str):
@@ -374,7 +384,10 @@ def distributed_args(device: str) -> dict:
     LoRA uses every trainable parameter, so DDP need not search for unused ones."""
     if _world_size() == 1:
         return {}
-    return {"ddp_backend": "nccl" if device.startswith("cuda") else "gloo", "ddp_find_unused_parameters": False}
+    out = {"ddp_backend": "nccl" if device.startswith("cuda") else "gloo", "ddp_find_unused_parameters": False}
+    if device.startswith("cuda"):  # see load_base: non-reentrant checkpointing under DDP/FSDP
+        out["activation_checkpointing_kwargs"] = {"use_reentrant": False}
+    return out
 
 
 def train_adapter(
