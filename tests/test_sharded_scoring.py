@@ -4,6 +4,7 @@ equal to one process's to 1e-4."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -99,3 +100,29 @@ def test_a_bad_profile_fails_with_its_message_and_leaves_no_workers():
     with pytest.raises(ConfigError, match="needs both rel=PATH and nli=PATH"):
         ShardedPair.open("rel=only-one-part", ("cpu", "cpu"))
     assert multiprocessing.active_children() == []
+
+
+@pytest.mark.slow
+def test_pairs_job_scores_on_two_workers_like_one_process(services, monkeypatch):
+    """`apc dpo pairs --scoring-workers 2 --device cpu`: the job's scorer is sharded, and every
+    stored pair carries the APC one process gives the same replies."""
+    from engine.apc import ApcScorer
+    from engine.discriminators import load_profile
+    from tests.fixtures_dpo import ScriptedModel
+
+    name, statements = next(iter(CHARACTERS.items()))
+    services.characters.repo.upsert(name, language="en", source_text="", passages=[], statements=[(s, "manual", None) for s in statements])
+    model = ScriptedModel()  # "I keep the lighthouse, <query>" / "I never kept anything, <query>"
+    monkeypatch.setattr(services.models, "get", lambda spec=None, device=None, **kw: model)
+    config, cid = services.training.pairs_config(name, "tiny", method="lcm", margin=0.0, profile="embedded", device="cpu",
+                                                 scoring_workers=2)  # fmt: skip
+    row = services.jobs.start("pairs", config, character_id=cid)
+    assert row["status"] == "done", row["error"]
+    assert any(line["message"] == "scoring sharded over 2 workers: cpu, cpu" for line in services.jobs.logs(row["id"]))
+    stored = services.training.pairs.rows(cid)
+    assert stored and row["artifacts"]["pairs_kept"] == len(stored)
+    one = ApcScorer(load_profile("embedded", device="cpu"))
+    for r in stored:
+        query = [t["content"] for t in json.loads(r["prompt_json"]) if t["role"] == "user"][-1]
+        chosen, rejected = one.score(name, statements, query, [r["chosen"], r["rejected"]])
+        assert abs(chosen.apc - r["chosen_apc"]) < 1e-4 and abs(rejected.apc - r["rejected_apc"]) < 1e-4

@@ -36,20 +36,18 @@ _REPLICA: dict = {}
 def _load_replica(profile: str, device: str, trust_remote_code: bool, threads: int) -> None:
     """Pool initializer. A failure is kept and raised by the first call (a raising initializer
     would only leave a BrokenProcessPool, without the message that names the fix)."""
-    from engine.errors import ApcError
+    import sys
 
-    if device == "cpu":
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        import torch
-
-        torch.set_num_threads(threads)
     from engine.discriminators import load_profile
+    from engine.errors import ApcError
 
     _REPLICA["device"] = device
     try:
         _REPLICA["pair"] = load_profile(profile, device=device, trust_remote_code=trust_remote_code)
     except ApcError as exc:
         _REPLICA["error"] = exc
+    if device == "cpu" and "torch" in sys.modules:  # CPU workers share the cores (the numpy runtime needs no torch)
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def _replica():
