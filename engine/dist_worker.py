@@ -74,6 +74,7 @@ def _quiet(rank: int) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     if rank != 0:
         logging.disable(logging.WARNING)
         warnings.simplefilter("ignore")

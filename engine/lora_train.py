@@ -9,6 +9,7 @@ bf16 (fp16 where bf16 is missing) with gradient checkpointing; 4-bit (QLoRA) onl
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import warnings
@@ -313,8 +314,11 @@ def quiet_training():
     was_enabled = ds_logging.is_progress_bar_enabled()
     ds_logging.disable_progress_bar()
     try:
-        with warnings.catch_warnings():  # deprecations raised inside TRL/transformers, not by our calls
-            warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+        with warnings.catch_warnings():  # deprecations raised inside TRL/transformers/bitsandbytes, not by our calls
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=r".*kernels.*")
+            warnings.filterwarnings("ignore", module="bitsandbytes")
+            logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # CUDA-library and "kernels" notices
             yield
     finally:
         if was_enabled:
