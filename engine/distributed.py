@@ -254,15 +254,15 @@ def run_ranks(kind: str, payload: dict, plan: LaunchPlan, work_dir: Path, *, lay
         kill_group(proc)
         raise
     tail.read()
+    result_path = work_dir / RESULT_FILE
+    if proc.returncode == 0 and result_path.is_file():  # finished before a late stop request: keep the adapter
+        return json.loads(result_path.read_text())
     if stop_sent_at is not None or tail.stopped:
         raise Cancelled(f"training stopped at step {tail.step} on all {plan.processes} ranks; "
                         + ("a checkpoint was saved to resume from" if tail.checkpoints else "no checkpoint was saved"))  # fmt: skip
-    result_path = work_dir / RESULT_FILE
-    if proc.returncode != 0 or not result_path.is_file():
-        error = tail.error or _last_lines(work_dir / LAUNCH_LOG)
-        raise ModelError(f"distributed training failed (launcher exit {proc.returncode}): {error}; "
-                         f"full output in {work_dir / LAUNCH_LOG}")  # fmt: skip
-    return json.loads(result_path.read_text())
+    error = tail.error or _last_lines(work_dir / LAUNCH_LOG)
+    raise ModelError(f"distributed training failed (launcher exit {proc.returncode}): {error}; "
+                     f"full output in {work_dir / LAUNCH_LOG}")
 
 
 def kill_group(proc: subprocess.Popen) -> None:

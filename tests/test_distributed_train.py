@@ -167,3 +167,24 @@ def test_ranks_stop_when_the_supervisor_is_gone(tmp_path):
     (tmp_path / "stop").write_text("stop\n")  # the supervisor's clean stop request
     thread.join(5)
     assert stop2.is_set()
+
+
+def test_resume_takes_a_newer_checkpoint_saved_after_the_last_recorded_one(tmp_path):
+    """A job process killed hard: its ranks save a checkpoint on their way out that the job never
+    recorded; resume starts from that one (complete checkpoints only), not from the older record."""
+    from types import SimpleNamespace
+
+    from apc_tui.services.finetune import _train_hooks
+
+    for step, complete in ((2, True), (5, True), (7, False)):
+        d = tmp_path / "checkpoints" / f"checkpoint-{step}"
+        d.mkdir(parents=True)
+        if complete:
+            (d / "trainer_state.json").write_text("{}")
+    logs: list[str] = []
+    ctx = SimpleNamespace(checkpoint={"trainer_checkpoint": str(tmp_path / "checkpoints" / "checkpoint-2")},
+                          log=lambda m, level="info": logs.append(m), progress=None, stop=None, metrics=None)  # fmt: skip
+    assert _train_hooks(ctx, tmp_path)["resume_from"] == str(tmp_path / "checkpoints" / "checkpoint-5")
+    assert logs == ["resuming from checkpoint-5"]
+    fresh = SimpleNamespace(checkpoint={"pair_ids": [1]}, log=logs.append, progress=None, stop=None, metrics=None)
+    assert _train_hooks(fresh, tmp_path)["resume_from"] is None  # a new job never adopts a folder's old checkpoints

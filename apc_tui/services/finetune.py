@@ -103,13 +103,18 @@ class FinetuneService:
         return Path(self.services.settings.adapters_dir).expanduser() / name
 
 
-def _train_hooks(ctx) -> dict:
-    """progress / stop / metrics / checkpoint wiring shared by both training jobs."""
+def _train_hooks(ctx, out_dir: Path | None = None) -> dict:
+    """progress / stop / metrics / checkpoint wiring shared by both training jobs. Resume takes the
+    newest complete checkpoint: the recorded one, or a later one in the same `out_dir/checkpoints`
+    that was saved without being recorded (this job's process died; its ranks saved on their way out)."""
     def on_checkpoint(path: str) -> None:
         ctx.save_checkpoint({**ctx.checkpoint, "trainer_checkpoint": path})
         ctx.log(f"checkpoint saved: {Path(path).name}")
 
     resume = ctx.checkpoint.get("trainer_checkpoint")
+    newest = _newest_checkpoint(out_dir) if out_dir is not None and resume else None  # the recorded one proves the folder is ours
+    if newest is not None and _step(newest) > _step(resume):
+        resume = str(newest)
     if resume and not Path(resume).is_dir():
         ctx.log(f"checkpoint {resume} is gone; training restarts from step 0", "warning")
         resume = None
@@ -128,10 +133,20 @@ def _train(ctx, kind: str, rows: list, settings, out_dir: Path, train_one, *, se
 
     processes = ctx.config.get("processes") or default_processes(settings.device)
     if processes == 1:
-        return train_one(ctx.config["model"], rows, settings, out_dir, **_train_hooks(ctx))
+        return train_one(ctx.config["model"], rows, settings, out_dir, **_train_hooks(ctx, out_dir))
     ctx.log(f"data-parallel over {processes} processes through accelerate launch (files in {ctx.work_dir / 'ranks'})")
     return train_distributed(kind, ctx.config["model"], [asdict(r) for r in rows], settings, out_dir, ctx.work_dir / "ranks",
-                             processes, sequences=sequences, on_log=ctx.log, **_train_hooks(ctx))  # fmt: skip
+                             processes, sequences=sequences, on_log=ctx.log, **_train_hooks(ctx, out_dir))  # fmt: skip
+
+
+def _step(path) -> int:
+    tail = Path(path).name.rpartition("-")[2]
+    return int(tail) if tail.isdigit() else -1
+
+
+def _newest_checkpoint(out_dir: Path) -> Path | None:
+    found = [p for p in (out_dir / "checkpoints").glob("checkpoint-*") if (p / "trainer_state.json").is_file() and _step(p) >= 0]
+    return max(found, key=_step) if found else None
 
 
 def run_dpo_job(services, ctx) -> dict:
