@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -106,6 +107,34 @@ def test_cancel_stops_every_rank_and_resume_continues_from_the_checkpoint(dpo_se
     assert steps[-1] == 40 and steps.count(stopped + 1) == 1  # continued after the checkpoint, each step once after it
 
 
+@pytest.mark.slow
+def test_a_killed_job_worker_is_dead_its_ranks_stop_and_resume_finishes(cli, dpo_services, tiny_dir):
+    """`apc dpo train --processes 2 --detach`, its worker SIGKILLed: the job lists as dead, both
+    ranks leave on their own (after saving a checkpoint the job never recorded), resume finishes."""
+    svc = dpo_services
+    store_pairs(svc, svc.character_id, toy_pairs(4))
+    r = cli("dpo", "train", "-c", CHARACTER, "-m", "tiny", "--name", "killed-ddp", "--epochs", "100", "--max-steps", "40",
+            "--save-steps", "100", *TINY, "--detach", "--json")  # fmt: skip
+    assert r.code == 0, r.err
+    job_id = r.json()["job_id"]
+    repo = JobRepo(svc.store)
+    wait_for(lambda: repo.metrics(job_id), 300, poll=0.2, what="the first training step")
+    pid = repo.get(job_id)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    payload = str(Path(svc.settings.db_path).parent / "jobs" / str(job_id) / "ranks" / "payload.json")
+    wait_for(lambda: not _rank_processes(payload), 120, what="the orphaned ranks to stop on their own")
+    listed = {j["id"]: j for j in cli("jobs", "list", "--json").json()}[job_id]
+    assert listed["status"] == "dead"
+    (saved,) = (Path(svc.settings.adapters_dir) / "killed-ddp" / "checkpoints").glob("checkpoint-*")
+    assert "trainer_checkpoint" not in listed["checkpoint"]  # saved by the ranks on their way out, unrecorded (save_steps 100)
+    done = svc.jobs.resume(job_id)
+    assert done["status"] == "done", done["error"]
+    logs = [line["message"] for line in svc.jobs.logs(job_id)]
+    assert f"resuming from {saved.name}" in logs
+    (adapter,) = svc.finetune.list_adapters(CHARACTER)
+    assert adapter["lineage"]["world_size"] == 2 and adapter["metrics"]["steps"] == 40
+
+
 # -- planning, without ranks ----------------------------------------------------------------------
 def test_processes_default_and_device_rules(monkeypatch):
     from engine import distributed as dist
@@ -169,22 +198,29 @@ def test_ranks_stop_when_the_supervisor_is_gone(tmp_path):
     assert stop2.is_set()
 
 
-def test_resume_takes_a_newer_checkpoint_saved_after_the_last_recorded_one(tmp_path):
+def test_resume_takes_the_newest_checkpoint_of_this_job_only(tmp_path):
     """A job process killed hard: its ranks save a checkpoint on their way out that the job never
-    recorded; resume starts from that one (complete checkpoints only), not from the older record."""
+    recorded; resume starts from that one (complete checkpoints only). Another job's leftovers in the
+    same folder (same adapter name) are never adopted."""
     from types import SimpleNamespace
 
     from apc_tui.services.finetune import _train_hooks
 
+    logs: list[str] = []
+
+    def ctx(job_id, checkpoint):
+        return SimpleNamespace(job_id=job_id, checkpoint=checkpoint, log=lambda m, level="info": logs.append(m), progress=None,
+                               stop=None, metrics=None)  # fmt: skip
+
+    assert _train_hooks(ctx(7, {}), tmp_path)["resume_from"] is None  # first run: claims the folder
     for step, complete in ((2, True), (5, True), (7, False)):
         d = tmp_path / "checkpoints" / f"checkpoint-{step}"
         d.mkdir(parents=True)
         if complete:
             (d / "trainer_state.json").write_text("{}")
-    logs: list[str] = []
-    ctx = SimpleNamespace(checkpoint={"trainer_checkpoint": str(tmp_path / "checkpoints" / "checkpoint-2")},
-                          log=lambda m, level="info": logs.append(m), progress=None, stop=None, metrics=None)  # fmt: skip
-    assert _train_hooks(ctx, tmp_path)["resume_from"] == str(tmp_path / "checkpoints" / "checkpoint-5")
-    assert logs == ["resuming from checkpoint-5"]
-    fresh = SimpleNamespace(checkpoint={"pair_ids": [1]}, log=logs.append, progress=None, stop=None, metrics=None)
-    assert _train_hooks(fresh, tmp_path)["resume_from"] is None  # a new job never adopts a folder's old checkpoints
+    recorded = {"trainer_checkpoint": str(tmp_path / "checkpoints" / "checkpoint-2")}
+    assert _train_hooks(ctx(7, recorded), tmp_path)["resume_from"] == str(tmp_path / "checkpoints" / "checkpoint-5")
+    assert _train_hooks(ctx(7, {}), tmp_path)["resume_from"] == str(tmp_path / "checkpoints" / "checkpoint-5")
+    assert logs == ["resuming from checkpoint-5"] * 2
+    assert _train_hooks(ctx(8, {"pair_ids": [1]}), tmp_path)["resume_from"] is None  # another job: starts afresh
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["job.json"]

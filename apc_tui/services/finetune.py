@@ -7,7 +7,9 @@ trained on, the settings, the final metrics and the job that made it; it reloads
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 from engine.errors import InputError
@@ -105,16 +107,17 @@ class FinetuneService:
 
 def _train_hooks(ctx, out_dir: Path | None = None) -> dict:
     """progress / stop / metrics / checkpoint wiring shared by both training jobs. Resume takes the
-    newest complete checkpoint: the recorded one, or a later one in the same `out_dir/checkpoints`
-    that was saved without being recorded (this job's process died; its ranks saved on their way out)."""
+    newest complete checkpoint: the recorded one, or a later one in this job's `out_dir/checkpoints`
+    saved without being recorded (the job's process died; its ranks saved on their way out)."""
     def on_checkpoint(path: str) -> None:
         ctx.save_checkpoint({**ctx.checkpoint, "trainer_checkpoint": path})
         ctx.log(f"checkpoint saved: {Path(path).name}")
 
     resume = ctx.checkpoint.get("trainer_checkpoint")
-    newest = _newest_checkpoint(out_dir) if out_dir is not None and resume else None  # the recorded one proves the folder is ours
-    if newest is not None and _step(newest) > _step(resume):
-        resume = str(newest)
+    if out_dir is not None:
+        newest = _newest_checkpoint(out_dir) if _claim_checkpoints(out_dir, ctx.job_id) else None
+        if newest is not None and (not resume or _step(newest) > _step(resume)):
+            resume = str(newest)
     if resume and not Path(resume).is_dir():
         ctx.log(f"checkpoint {resume} is gone; training restarts from step 0", "warning")
         resume = None
@@ -142,6 +145,24 @@ def _train(ctx, kind: str, rows: list, settings, out_dir: Path, train_one, *, se
 def _step(path) -> int:
     tail = Path(path).name.rpartition("-")[2]
     return int(tail) if tail.isdigit() else -1
+
+
+def _claim_checkpoints(out_dir: Path, job_id: int) -> bool:
+    """Mark `out_dir/checkpoints` as this job's; True when it already was (its checkpoints are ours
+    to resume from). Another job's leftovers (same adapter name, never registered) are cleared."""
+    folder = out_dir / "checkpoints"
+    marker = folder / "job.json"
+    try:
+        owner = json.loads(marker.read_text()).get("job_id") if marker.is_file() else None
+    except (OSError, ValueError):
+        owner = None
+    if owner == job_id:
+        return True
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"job_id": job_id}))
+    return False
 
 
 def _newest_checkpoint(out_dir: Path) -> Path | None:
