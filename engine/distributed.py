@@ -59,10 +59,6 @@ class LaunchPlan:
     use_4bit: bool = False
     mixed_precision: str = "no"  # no | bf16 | fp16
 
-    @property
-    def world_size(self) -> int:
-        return self.processes
-
     def to_dict(self) -> dict:
         return {"world_size": self.processes, "strategy": self.strategy, "backend": self.backend,
                 "devices": list(self.devices), "use_4bit": self.use_4bit, "mixed_precision": self.mixed_precision}  # fmt: skip
@@ -133,8 +129,6 @@ def plan_launch(devices: tuple[str, ...], *, need_bytes: int | None, use_4bit: b
 
     free = free if free is not None else free_memory(devices)
     strategy = choose_strategy(need_bytes or 0, free, use_4bit=use_4bit)
-    if strategy == "fsdp" and n == 1:  # unreachable: choose_strategy only shards over 2+
-        raise ConfigError("fsdp needs 2 or more GPUs")
     precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return LaunchPlan(n, strategy, "nccl", devices, use_4bit=use_4bit, mixed_precision=precision)
 
@@ -368,9 +362,6 @@ def lineage(plan: LaunchPlan, rank_devices_seen: list[str]) -> dict:
     """What an adapter's lineage records about how it was trained."""
     return {"world_size": plan.processes, "strategy": plan.strategy, "backend": plan.backend, "rank_devices": rank_devices_seen}
 
-
-def asdict_pairs(pairs) -> list[dict]:
-    return [asdict(p) for p in pairs]
 
 
 def train_distributed(kind: str, base_spec: str, rows: list[dict], config, out_dir: Path | str, work_dir: Path | str,
