@@ -224,3 +224,9 @@ def test_resume_takes_the_newest_checkpoint_of_this_job_only(tmp_path):
     assert logs == ["resuming from checkpoint-5"] * 2
     assert _train_hooks(ctx(8, {"pair_ids": [1]}), tmp_path)["resume_from"] is None  # another job: starts afresh
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["job.json"]
+    # a folder from before the marker: the job's recorded checkpoint in it proves it is the job's own
+    old = tmp_path / "old"
+    (old / "checkpoints" / "checkpoint-3").mkdir(parents=True)
+    (old / "checkpoints" / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    recorded_old = {"trainer_checkpoint": str(old / "checkpoints" / "checkpoint-3")}
+    assert _train_hooks(ctx(9, recorded_old), old)["resume_from"] == recorded_old["trainer_checkpoint"]

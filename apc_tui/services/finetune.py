@@ -115,7 +115,7 @@ def _train_hooks(ctx, out_dir: Path | None = None) -> dict:
 
     resume = ctx.checkpoint.get("trainer_checkpoint")
     if out_dir is not None:
-        newest = _newest_checkpoint(out_dir) if _claim_checkpoints(out_dir, ctx.job_id) else None
+        newest = _newest_checkpoint(out_dir) if _claim_checkpoints(out_dir, ctx.job_id, resume) else None
         if newest is not None and (not resume or _step(newest) > _step(resume)):
             resume = str(newest)
     if resume and not Path(resume).is_dir():
@@ -147,16 +147,20 @@ def _step(path) -> int:
     return int(tail) if tail.isdigit() else -1
 
 
-def _claim_checkpoints(out_dir: Path, job_id: int) -> bool:
+def _claim_checkpoints(out_dir: Path, job_id: int, recorded: str | None) -> bool:
     """Mark `out_dir/checkpoints` as this job's; True when it already was (its checkpoints are ours
-    to resume from). Another job's leftovers (same adapter name, never registered) are cleared."""
+    to resume from; a recorded checkpoint inside it proves it too, for folders from before the
+    marker). Another job's leftovers (same adapter name, never registered) are cleared."""
     folder = out_dir / "checkpoints"
     marker = folder / "job.json"
     try:
         owner = json.loads(marker.read_text()).get("job_id") if marker.is_file() else None
     except (OSError, ValueError):
         owner = None
-    if owner == job_id:
+    ours = owner == job_id or (owner is None and recorded is not None and Path(recorded).parent == folder)
+    if ours:
+        if folder.is_dir():
+            marker.write_text(json.dumps({"job_id": job_id}))
         return True
     if folder.is_dir():
         shutil.rmtree(folder)
