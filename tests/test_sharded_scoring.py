@@ -97,9 +97,10 @@ def test_a_bad_profile_fails_with_its_message_and_leaves_no_workers():
 
     from engine.discriminators.sharded import ShardedPair
 
+    before = {p.pid for p in multiprocessing.active_children()}  # other tests' pools may be alive (module fixture)
     with pytest.raises(ConfigError, match="needs both rel=PATH and nli=PATH"):
         ShardedPair.open("rel=only-one-part", ("cpu", "cpu"))
-    assert multiprocessing.active_children() == []
+    assert {p.pid for p in multiprocessing.active_children()} <= before
 
 
 @pytest.mark.slow
