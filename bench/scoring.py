@@ -2,6 +2,8 @@
 
     python bench/scoring.py [--json] [--model PATH] [--statements 100] [--queries 50] [--responses 2]
                             [--budget 120] [--threads N] [--no-int8]
+    python bench/scoring.py --devices all|N [--profile embedded]   # pairs/s per device count
+                                                                      # (bench/sharded_scoring.py)
 
 Workload: a synthetic character with 100 statements, 50 queries, 2 responses each. The pipelines
 run interleaved on units of one query x --block statements (their order rotates per unit, so load
@@ -222,12 +224,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--budget", type=float, default=120.0, help="seconds of timed work; no round starts that would overrun it (0: all queries)")
     ap.add_argument("--block", type=int, default=25, help="statements per unit of interleaved work")
     ap.add_argument("--reference-statements", type=int, default=8, help="statements per unit for the slow reference")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, help="pairs per forward pass (default 32; --devices: the scorer's own choice)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-int8", action="store_true", help="skip the int8 variant")
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    ap.add_argument("--devices", help="all | N: sharded scoring, pairs/s per device count (see bench/sharded_scoring.py)")
+    ap.add_argument("--profile", default="embedded", help="discriminator profile for --devices")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.devices:
+        return sharded_main(args)
     if args.threads:
         import torch
 
@@ -236,7 +242,7 @@ def main(argv=None) -> dict:
 
     statements, queries, responses = synthetic_character(args.statements, args.queries, args.responses)
     rel, nli, label = load_models(args.model, args.device)
-    bs = args.batch_size
+    bs = args.batch_size or 32
     pipelines = {
         "reference": lambda q, st: run_reference(rel, nli, st, q, responses[q]),
         "ours_paper_format": lambda q, st: run_ours(variant(rel, "paper"), variant(nli, "paper"), st, q, responses[q], bs),
@@ -309,6 +315,17 @@ def main(argv=None) -> dict:
         result["speedup_int8"] = rate["ours_int8"] / rate["reference"]
         result["int8_vs_fp32"] = agreement(terms["ours"], terms["ours_int8"])
     print(json.dumps(result, indent=2) if args.json else render(result))
+    return result
+
+
+def sharded_main(args) -> dict:
+    from bench import sharded_scoring
+
+    log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    statements, queries, responses = synthetic_character(args.statements, args.queries, args.responses)
+    result = sharded_scoring.run(args.devices, args.profile, statements, queries, responses, args.batch_size, NAME, log)
+    result["machine"] = machine()
+    print(json.dumps(result, indent=2) if args.json else sharded_scoring.render(result))
     return result
 
 

@@ -63,3 +63,25 @@ def nvidia_gpu_present() -> bool:
 
     gpus = Path("/proc/driver/nvidia/gpus")
     return gpus.is_dir() and any(gpus.iterdir())
+
+
+def gpu_inventory() -> list[dict]:
+    """Every visible CUDA GPU: index, name, free/total bytes, compute capability. [] without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    out = []
+    for i in range(torch.cuda.device_count()):
+        free, total = torch.cuda.mem_get_info(i)
+        major, minor = torch.cuda.get_device_capability(i)
+        out.append({"index": i, "name": torch.cuda.get_device_name(i), "free": int(free), "total": int(total),
+                    "capability": f"{major}.{minor}"})  # fmt: skip
+    return out
+
+
+def nccl_available() -> bool:
+    """Can ranks on several GPUs talk NCCL (the torch build has it)?"""
+    import torch.distributed as dist
+
+    return bool(dist.is_available() and dist.is_nccl_available())

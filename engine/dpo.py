@@ -85,29 +85,36 @@ def build_apc_pairs(
     stop: threading.Event | None = None,
     on_result: Callable[[int, ScoredPair | None, tuple[Candidate, ...]], None] | None = None,
     skip: set[int] | frozenset[int] = frozenset(),
+    concurrency: int = 1,
 ) -> list[ScoredPair]:
     """APC-ranked pairs for up to `max_pairs` queries (the paper's `max_dpo_data`).
 
+    Both replies of a query come from one generation call (n=2); with a model server, up to
+    `concurrency` queries are in flight (engine.serving), results still in query order.
     `on_result(index, pair_or_None, candidates)` is called after each query, so a caller can store
     pairs as they come and checkpoint; `skip` holds query indices already done (resume).
     """
-    from engine.chat import respond
+    from engine.chat import _scored
+    from engine.rag import build_prompt
+    from engine.serving import generate_in_order
 
     if margin < 0:
         raise InputError(f"margin {margin}: must be >= 0 (the paper uses 0.2)")
     if not character.enabled_statements:
         raise InputError(f"character {character.name!r} has no enabled statements; APC needs at least one")
     params = params or GenerationParams()
+    if max_pairs < 1:
+        return []
     todo = [i for i in range(len(queries)) if i not in skip]
     kept: list[ScoredPair] = []
-    for done, i in enumerate(todo):
-        if len(kept) >= max_pairs:
-            break
+    generated = generate_in_order(lambda i: build_prompt(character, (Turn("user", queries[i]),), method, k, scorer),
+                                  lambda built: model.generate(built.messages, 2, params), todo, concurrency, stop)  # fmt: skip
+    for done, (i, built, texts) in enumerate(generated):
         if stop is not None and stop.is_set():
             raise Cancelled("pair building stopped on request")
         query = queries[i]
         history = (Turn("user", query),)
-        cands = respond(model, character, history, method=method, k=k, n=2, params=params, scorer=scorer)
+        cands = _scored(model, character, history, method, built, texts, [params] * len(texts), scorer, stop)
         if len(cands) < 2:
             raise InputError(f"model {getattr(model, 'spec', model)!r} returned {len(cands)} candidate(s) for n=2")
         a, b = cands[0], cands[1]
@@ -125,4 +132,7 @@ def build_apc_pairs(
             on_result(i, scored, (a, b))
         if progress is not None:
             progress(done + 1, len(todo), f"{len(kept)} pairs kept (|ΔAPC| > {margin})")
+        if len(kept) >= max_pairs:
+            break
+    generated.close()  # what is still in flight is not needed
     return kept

@@ -84,17 +84,24 @@ def generate_and_score(
     stop: threading.Event | None = None,
     on_sample: Callable[[str, Candidate], None] | None = None,
     skip: set[str] | frozenset[str] = frozenset(),
+    concurrency: int = 1,
 ) -> list[tuple[str, Candidate]]:
-    """One reply per query (single turn), scored against every enabled statement."""
-    from engine.chat import respond
+    """One reply per query (single turn), scored against every enabled statement; with a model
+    server, up to `concurrency` generations in flight (engine.serving), results in query order."""
+    from engine.chat import _scored
+    from engine.rag import build_prompt
+    from engine.serving import generate_in_order
 
     params = params or GenerationParams()
     todo = [q for q in queries if q not in skip]
     out = []
-    for i, query in enumerate(todo):
+    generated = generate_in_order(lambda i: build_prompt(character, (Turn("user", todo[i]),), method, k, scorer),
+                                  lambda built: model.generate(built.messages, 1, params), range(len(todo)), concurrency, stop)  # fmt: skip
+    for i, built, texts in generated:
         if stop is not None and stop.is_set():
             raise Cancelled("evaluation stopped on request")
-        cand = respond(model, character, (Turn("user", query),), method=method, k=k, n=1, params=params, scorer=scorer)[0]
+        query = todo[i]
+        cand = _scored(model, character, (Turn("user", query),), method, built, texts, [params] * len(texts), scorer, stop)[0]
         if cand.score is None:
             raise ValueError("respond() returned an unscored candidate; pass a scorer")
         out.append((query, cand))

@@ -9,6 +9,7 @@ bf16 (fp16 where bf16 is missing) with gradient checkpointing; 4-bit (QLoRA) onl
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 import warnings
@@ -115,7 +116,7 @@ class TrainResult:
     adapter_dir: str
     metrics: dict
     steps: int
-    lineage: dict = field(default_factory=dict)  # engine.model_card.lineage: base, data, resolved settings, versions
+    lineage: dict = field(default_factory=dict)  # engine.model_card.lineage + world_size, strategy, backend, rank_devices
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def load_base(base: BaseModel, device: str, use_4bit: bool, trust_remote_code: b
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would garble the CLI and job logs
     dtype = torch_dtype(device) if device.startswith("cuda") else torch.float32
-    kwargs = causal_lm_kwargs(dtype, device, load_in_4bit=use_4bit, trust_remote_code=trust_remote_code)
+    kwargs = causal_lm_kwargs(dtype, device, load_in_4bit=use_4bit, trust_remote_code=trust_remote_code, fsdp=under_fsdp())
     try:
         tok = AutoTokenizer.from_pretrained(base.path, trust_remote_code=trust_remote_code, local_files_only=hub_offline())
         model = AutoModelForCausalLM.from_pretrained(base.path, **kwargs)
@@ -197,8 +198,18 @@ def load_base(base: BaseModel, device: str, use_4bit: bool, trust_remote_code: b
     if use_4bit:
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+        # non-reentrant activation checkpointing: the kind DDP/FSDP ranks can run (a reentrant one
+        # re-marks LoRA gradients ready inside DDP's hooks)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
     return model, tok
+
+
+def under_fsdp() -> bool:
+    """Is this process a rank of an FSDP launch (accelerate sets ACCELERATE_USE_FSDP)?"""
+    import os
+
+    return os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
 
 
 def lora_config(r: int, alpha: int | None, dropout: float, target_modules: str):
@@ -269,7 +280,7 @@ def make_callback(progress: Progress | None, stop: threading.Event | None, on_me
         def on_step_end(self, args, state, control, **kw):
             if progress is not None:
                 progress(state.global_step, state.max_steps, f"step {state.global_step}/{state.max_steps}")
-            if stop is not None and stop.is_set():
+            if stop is not None and _stop_agreed(stop):
                 self.stopped = True
                 control.should_save = True  # resume continues from here, not from the last save_steps
                 control.should_training_stop = True
@@ -285,6 +296,21 @@ def make_callback(progress: Progress | None, stop: threading.Event | None, on_me
                 on_checkpoint(str(Path(args.output_dir) / f"checkpoint-{state.global_step}"))
 
     return _Report()
+
+
+def _stop_agreed(stop: threading.Event) -> bool:
+    """Whether to stop now; with several ranks every rank must answer alike at the same step."""
+    if _world_size() == 1:
+        return stop.is_set()
+    from engine.distributed import agree_any
+
+    return agree_any(stop.is_set())
+
+
+def _world_size() -> int:
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def check_resume(resume_from: str | None) -> str | None:
@@ -316,8 +342,11 @@ def quiet_training():
     was_enabled = ds_logging.is_progress_bar_enabled()
     ds_logging.disable_progress_bar()
     try:
-        with warnings.catch_warnings():  # deprecations raised inside TRL/transformers, not by our calls
-            warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*", category=FutureWarning)
+        with warnings.catch_warnings():  # deprecations raised inside TRL/transformers/bitsandbytes, not by our calls
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=r".*kernels.*")
+            warnings.filterwarnings("ignore", module="bitsandbytes")
+            logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # CUDA-library and "kernels" notices
             yield
     finally:
         if was_enabled:
@@ -379,7 +408,19 @@ def trainer_args(config: LoraSettings, out: Path, device: str) -> dict:
         disable_tqdm=True,
         dataloader_num_workers=0,
         **precision_args(device),
+        **distributed_args(device),
     )
+
+
+def distributed_args(device: str) -> dict:
+    """Under `accelerate launch` with several ranks: gloo between CPU ranks, nccl between GPUs;
+    LoRA uses every trainable parameter, so DDP need not search for unused ones."""
+    if _world_size() == 1:
+        return {}
+    out = {"ddp_backend": "nccl" if device.startswith("cuda") else "gloo", "ddp_find_unused_parameters": False}
+    if device.startswith("cuda"):  # see load_base: non-reentrant checkpointing under DDP/FSDP
+        out["activation_checkpointing_kwargs"] = {"use_reentrant": False}
+    return out
 
 
 def train_adapter(
@@ -422,13 +463,18 @@ def train_adapter(
     if callback.stopped:
         raise Cancelled(f"{config.kind} training stopped at step {steps}; a checkpoint was saved to resume from")
     adapter_dir = out / "adapter"
-    trainer.save_model(str(adapter_dir))
-    loaded.tokenizer.save_pretrained(str(adapter_dir))
+    trainer.save_model(str(adapter_dir))  # rank 0 only under several ranks (the Trainer's should_save)
+    main = trainer.is_world_process_zero()
+    if main:
+        loaded.tokenizer.save_pretrained(str(adapter_dir))
     metrics = last_metrics(trainer.state.log_history)
     metrics.update(steps=steps, **counts(kept), lora_r=loaded.lora_r, device=loaded.device)
     info = _lineage(args, loaded, config, out, adapter_dir, metrics, data or TrainingData("examples", len(rows), ""))
-    write_model_card(adapter_dir, out.name, info)
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the adapter is saved; optimizer states are large
+    info.update(world_size=1, strategy="single", backend=None, rank_devices=[loaded.device])  # several ranks: engine.dist_worker
+    trainer.accelerator.wait_for_everyone()  # no rank still reads a checkpoint when rank 0 removes them
+    if main:
+        write_model_card(adapter_dir, out.name, info)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the adapter is saved; optimizer states are large
     return TrainResult(str(adapter_dir), metrics, steps, info)
 
 

@@ -84,6 +84,15 @@ def _table(rows: dict) -> str:
     return "\n".join(["| | |", "|---|---|", *(f"| `{k}` | {json.dumps(v) if not isinstance(v, str) else v} |" for k, v in rows.items())])
 
 
+def _ranks(info: dict) -> str:
+    """How many processes trained it, when the lineage says (several ranks: data-parallel)."""
+    if "world_size" not in info:
+        return ""
+    how = info.get("strategy") or "single"
+    backend = f", {info['backend']}" if info.get("backend") else ""
+    return f" Trained on {info['world_size']} process(es) ({how}{backend}) on {', '.join(map(str, info.get('rank_devices') or []))}."
+
+
 def model_card(name: str, info: dict) -> str:
     """README.md for the adapter folder `name`, from a `lineage` dict."""
     base = info["base"]
@@ -114,7 +123,7 @@ faithful to its persona statements (APC: Peng & Shang, NeurIPS 2024).{reference}
 
 ## Training data
 
-{data['count']} {data['kind']}, sha256 `{data['sha256']}`{hash_note}.
+{data['count']} {data['kind']}, sha256 `{data['sha256']}`{hash_note}.{_ranks(info)}
 
 ## Hyperparameters (resolved)
 

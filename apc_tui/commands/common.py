@@ -22,6 +22,11 @@ DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto | cpu | cu
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model spec: tiny | hf:ID_OR_PATH[+lora:PATH] | openai:MODEL.")]
 TeacherOpt = Annotated[str | None, typer.Option("--teacher", help="Teacher model spec, e.g. openai:gpt-4o.")]
 MethodOpt = Annotated[str | None, typer.Option("--method", help="Prompting method: none | lcm | rag | eu.")]
+ScoringWorkersOpt = Annotated[int | None, typer.Option(
+    "--scoring-workers", help="Discriminator replicas scoring in parallel, one process each (default: every visible "
+                              "CUDA GPU, else 1; with --device cpu, N CPU workers).")]  # fmt: skip
+ConcurrencyOpt = Annotated[int, typer.Option(
+    "--concurrency", help="Generation requests in flight to an openai: model server (vLLM...); local models use 1.")]  # fmt: skip
 KOpt = Annotated[int | None, typer.Option("--k", help="Statements retrieved into the prompt for rag.")]
 DetachOpt = Annotated[bool, typer.Option("--detach/--wait", help="Run as a background job and return at once.")]
 TimeoutOpt = Annotated[

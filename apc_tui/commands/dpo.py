@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from .common import CharacterOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, TimeoutOpt, echo_table, emit, model_or_setting, services, use_timeout
+from .common import (CharacterOpt, ConcurrencyOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, ScoringWorkersOpt, TimeoutOpt,
+                     echo_table, emit, model_or_setting, services, use_timeout)
 from .jobs import k_or_setting, run_job
 
 app = typer.Typer(no_args_is_help=True)
@@ -27,6 +28,9 @@ FourBitOpt = Annotated[bool, typer.Option("--4bit", help="QLoRA: 4-bit base (CUD
 MaxStepsOpt = Annotated[int | None, typer.Option("--max-steps", help="Stop after N optimizer steps (quick runs).")]
 MaxLenOpt = Annotated[int | None, typer.Option("--max-length", help="Max tokens of prompt + reply.")]
 SaveStepsOpt = Annotated[int | None, typer.Option("--save-steps", help="Resumable checkpoint every N steps (default 50).")]
+ProcessesOpt = Annotated[int | None, typer.Option(
+    "--processes", help="Data-parallel ranks through accelerate (default: every visible CUDA GPU, else 1; "
+                        "with --device cpu, N gloo processes).")]  # fmt: skip
 AccumOpt = Annotated[int | None, typer.Option("--grad-accum", help="Gradient accumulation steps (default 8).")]
 
 
@@ -75,6 +79,8 @@ def pairs(
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Upper bound on each reply's length in tokens.")] = 160,
     profile: ProfileOpt = None,
     device: DeviceOpt = None,
+    scoring_workers: ScoringWorkersOpt = None,
+    concurrency: ConcurrencyOpt = 1,
     detach: DetachOpt = False,
     timeout: TimeoutOpt = None,
     as_json: JsonOpt = False,
@@ -85,7 +91,8 @@ def pairs(
     model = model_or_setting(ctx, model)
     margin, note = pairs_margin(model, margin)
     config, cid = svc.pairs_config(character, model, method=method, k=k_or_setting(ctx, k), max_pairs=max_pairs, margin=margin,
-                                   profile=profile, device=device, max_new_tokens=max_new_tokens)  # fmt: skip
+                                   profile=profile, device=device, max_new_tokens=max_new_tokens,
+                                   scoring_workers=scoring_workers, concurrency=concurrency)  # fmt: skip
     if note:
         typer.echo(note, err=True)
     warn_untrusted(ctx, config["character"], config["profile"], "building DPO pairs")
@@ -132,11 +139,11 @@ def list_(
 
 
 def _train_job(ctx: typer.Context, kind: str, character: str, model: str, name: str, *, detach: bool, as_json: bool,
-               **settings) -> None:  # fmt: skip
+               processes: int | None = None, **settings) -> None:  # fmt: skip
     """Run a `dpo` or `eu` training job; flags left unset (None, False) keep the engine's defaults."""
     settings = {k: v for k, v in settings.items() if v is not None and v is not False}
     model = model_or_setting(ctx, model, trainable=True)
-    config, cid = services(ctx).finetune.train_config(kind, character, model, name, settings)
+    config, cid = services(ctx).finetune.train_config(kind, character, model, name, settings, processes)
     if kind == "dpo" and services(ctx).training.list_pairs(character, "apc"):
         warn_untrusted(ctx, character, None, "training")
     run_job(ctx, kind, config, character_id=cid, detach=detach, as_json=as_json, render=_render_adapter)
@@ -159,11 +166,12 @@ def train(
     grad_accum: AccumOpt = None,
     save_steps: SaveStepsOpt = None,
     device: DeviceOpt = None,
+    processes: ProcessesOpt = None,
     detach: DetachOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a LoRA adapter with DPO on the character's pairs (the base model is the reference)."""
-    _train_job(ctx, "dpo", character, model, name, detach=detach, as_json=as_json, epochs=epochs, lora_r=lora_r, beta=beta,
+    _train_job(ctx, "dpo", character, model, name, detach=detach, as_json=as_json, processes=processes, epochs=epochs, lora_r=lora_r, beta=beta,
                learning_rate=lr, use_4bit=four_bit, weighted=weighted, max_steps=max_steps, max_length=max_length,
                grad_accum=grad_accum, save_steps=save_steps, device=device)  # fmt: skip
 
@@ -171,7 +179,8 @@ def train(
 def _render_adapter(d: dict) -> None:
     m = d.get("metrics", {})
     loss = f"loss {m.get('first_loss', float('nan')):.4f} -> {m.get('loss', float('nan')):.4f}" if "loss" in m else ""
-    typer.echo(f"adapter {d['adapter']!r} trained in {m.get('steps', '?')} steps; {loss}")
+    ranks = f" on {m['world_size']} processes" if m.get("world_size", 1) > 1 else ""
+    typer.echo(f"adapter {d['adapter']!r} trained in {m.get('steps', '?')} steps{ranks}; {loss}")
     if "rewards/margins" in m:
         typer.echo(f"reward margin {m['rewards/margins']:.4f}, accuracy {m.get('rewards/accuracies', float('nan')):.2f}")
     typer.echo(f"load it with: --model {d['spec']}")
@@ -243,11 +252,12 @@ def eu_train(
     grad_accum: AccumOpt = None,
     save_steps: SaveStepsOpt = None,
     device: DeviceOpt = None,
+    processes: ProcessesOpt = None,
     detach: DetachOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Experience upload: LoRA SFT on dialogues from the statements (evaluate it with --methods eu)."""
-    _train_job(ctx, "eu", character, model, name, detach=detach, as_json=as_json, epochs=epochs, lora_r=lora_r,
+    _train_job(ctx, "eu", character, model, name, detach=detach, as_json=as_json, processes=processes, epochs=epochs, lora_r=lora_r,
                learning_rate=lr, use_4bit=four_bit, max_steps=max_steps, max_length=max_length, grad_accum=grad_accum,
                save_steps=save_steps, device=device)  # fmt: skip
 

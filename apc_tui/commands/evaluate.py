@@ -8,7 +8,8 @@ import typer
 
 from engine.errors import InputError
 
-from .common import CharacterOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, TimeoutOpt, echo_table, emit, model_or_setting, services, use_timeout
+from .common import (CharacterOpt, ConcurrencyOpt, DetachOpt, DeviceOpt, JsonOpt, KOpt, ProfileOpt, ScoringWorkersOpt, TimeoutOpt,
+                     echo_table, emit, model_or_setting, services, use_timeout)
 from .jobs import k_or_setting, run_job
 
 MethodsOpt = Annotated[str, typer.Option("--methods", help="Comma list of none, lcm, rag, eu.")]
@@ -51,6 +52,8 @@ def eval_cmd(
     device: DeviceOpt = None,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed (reproducible replies).")] = 0,
     max_new_tokens: TokensOpt = 160,
+    scoring_workers: ScoringWorkersOpt = None,
+    concurrency: ConcurrencyOpt = 1,
     detach: DetachOpt = False,
     timeout: TimeoutOpt = None,
     as_json: JsonOpt = False,
@@ -59,7 +62,8 @@ def eval_cmd(
     use_timeout(ctx, timeout)
     config, cid = services(ctx).evaluation.eval_config(
         character, model_or_setting(ctx, model), _methods(methods), adapter=adapter, eu_adapter=eu_adapter, queries=queries, k=k_or_setting(ctx, k),
-        profile=profile, device=device, seed=seed, max_new_tokens=max_new_tokens,
+        profile=profile, device=device, seed=seed, max_new_tokens=max_new_tokens, scoring_workers=scoring_workers,
+        concurrency=concurrency,
     )  # fmt: skip
     run_job(ctx, "eval", config, character_id=cid, detach=detach, as_json=as_json, render=render_results)
 

@@ -33,7 +33,10 @@ class EvaluationService:
     def eval_config(self, character: str, model: str, methods: list[str], *, adapter: str | None = None,
                     eu_adapter: str | None = None, queries: int | None = None, k: int = 5, profile: str | None = None,
                     device: str | None = None, temperature: float = 0.8, max_new_tokens: int = 160,
-                    seed: int | None = 0) -> tuple[dict, int]:  # fmt: skip
+                    seed: int | None = 0, scoring_workers: int | None = None, concurrency: int = 1) -> tuple[dict, int]:  # fmt: skip
+        from .training import check_scale_options
+
+        check_scale_options(model, scoring_workers, concurrency)
         bad = [m for m in methods if m not in METHODS]
         if not methods or bad:
             raise InputError(f"--methods {','.join(methods)}: use a comma list of {', '.join(METHODS)}")
@@ -49,6 +52,7 @@ class EvaluationService:
             "character": row["name"], "model": model, "methods": list(methods), "adapter": adapter, "eu_adapter": eu_adapter,
             "queries": queries, "k": k, "profile": profile or s.profile, "device": device or s.device,
             "params": {"temperature": temperature, "top_p": 0.95, "max_new_tokens": max_new_tokens, "seed": seed},
+            "scoring_workers": scoring_workers, "concurrency": concurrency,
         }, row["id"]  # fmt: skip
 
     def _eu_adapter(self, character_id: int, name: str | None) -> dict:
@@ -141,6 +145,13 @@ def _canonical(choice: str, a: int, b: int) -> str:
 
 # -- the `eval` job --------------------------------------------------------------------------------
 def run_eval_job(services, ctx) -> dict:
+    """Scoring runs on the bulk scorer: sharded over every GPU (or --scoring-workers CPU workers)."""
+    cfg = ctx.config
+    with services.scoring.bulk_scorer(cfg["profile"], cfg["device"], cfg.get("scoring_workers"), character=cfg["character"]) as scorer:
+        return _run_eval(services, ctx, scorer)
+
+
+def _run_eval(services, ctx, scorer) -> dict:
     from engine.evaluate import generate_and_score, summarize
     from engine.types import GenerationParams
 
@@ -151,7 +162,6 @@ def run_eval_job(services, ctx) -> dict:
     if origin != "eval":
         ctx.log(f"no eval-split queries; using {'train-split queries' if origin == 'train' else 'one question per statement'}", "warning")
     queries = queries[: cfg["queries"]] if cfg["queries"] else queries
-    scorer = services.scoring.scorer(cfg["profile"], cfg["device"], character=character.id)
     adapter = svc.adapters.get(cfg["adapter"]) if cfg["adapter"] else None
     if "run_id" in ctx.checkpoint:
         run_id = ctx.checkpoint["run_id"]
@@ -175,7 +185,7 @@ def run_eval_job(services, ctx) -> dict:
         skip = svc.evals.done_queries(run_id, method, variant)
         ctx.log(f"{method}/{variant}: {len(queries) - len(skip & set(queries))} queries to generate")
         generate_and_score(model, scorer, character, queries, method, k=cfg["k"], params=params,
-                           progress=ctx.progress, stop=ctx.stop, skip=skip,
+                           progress=ctx.progress, stop=ctx.stop, skip=skip, concurrency=cfg.get("concurrency", 1),
                            on_sample=lambda q, c, m=method, v=variant: svc.evals.add_sample(run_id, m, v, q, c.text, c.score))  # fmt: skip
         samples = [s for s in svc.evals.samples(run_id, method, variant) if s["query"] in set(queries)]
         result = summarize(method, variant, samples)

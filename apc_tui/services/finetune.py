@@ -7,7 +7,9 @@ trained on, the settings, the final metrics and the job that made it; it reloads
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 from engine.errors import InputError
@@ -27,8 +29,10 @@ class FinetuneService:
         self.characters = CharacterRepo(self.store)
 
     # -- configs for jobs ------------------------------------------------------------------------
-    def train_config(self, kind: str, character: str, model: str, name: str, settings: dict) -> tuple[dict, int]:
-        """(job config, character id) for a `dpo` or `eu` job; refuses a taken name or bad settings now."""
+    def train_config(self, kind: str, character: str, model: str, name: str, settings: dict,
+                     processes: int | None = None) -> tuple[dict, int]:  # fmt: skip
+        """(job config, character id) for a `dpo` or `eu` job; refuses a taken name or bad settings now.
+        `processes`: data-parallel ranks (None = every visible CUDA GPU when training on CUDA, else 1)."""
         from engine.dpo_train import DpoSettings
         from engine.eu_train import EuSettings
 
@@ -47,8 +51,13 @@ class FinetuneService:
         settings = {k: v for k, v in settings.items() if v is not None}
         settings.setdefault("device", self.services.settings.device)
         cls.from_dict(settings)  # unknown keys and bad types fail here, not in the worker
+        if processes is not None and processes < 1:
+            raise InputError(f"--processes {processes}: give 1 or more (one rank per device)")
         row = self.characters.row(character)
-        return {"character": row["name"], "model": model, "name": name, "settings": settings}, row["id"]
+        config = {"character": row["name"], "model": model, "name": name, "settings": settings}
+        if processes is not None:
+            config["processes"] = processes
+        return config, row["id"]
 
     # -- adapters ---------------------------------------------------------------------------------
     def list_adapters(self, character: str | None = None) -> list[dict]:
@@ -103,13 +112,19 @@ class FinetuneService:
         return adapters_dir(self.services.settings) / name
 
 
-def _train_hooks(ctx) -> dict:
-    """progress / stop / metrics / checkpoint wiring shared by both training jobs."""
+def _train_hooks(ctx, out_dir: Path | None = None) -> dict:
+    """progress / stop / metrics / checkpoint wiring shared by both training jobs. Resume takes the
+    newest complete checkpoint: the recorded one, or a later one in this job's `out_dir/checkpoints`
+    saved without being recorded (the job's process died; its ranks saved on their way out)."""
     def on_checkpoint(path: str) -> None:
         ctx.save_checkpoint({**ctx.checkpoint, "trainer_checkpoint": path})
         ctx.log(f"checkpoint saved: {Path(path).name}")
 
     resume = ctx.checkpoint.get("trainer_checkpoint")
+    if out_dir is not None:
+        newest = _newest_checkpoint(out_dir) if _claim_checkpoints(out_dir, ctx.job_id, resume) else None
+        if newest is not None and (not resume or _step(newest) > _step(resume)):
+            resume = str(newest)
     if resume and not Path(resume).is_dir():
         ctx.log(f"checkpoint {resume} is gone; training restarts from step 0", "warning")
         resume = None
@@ -117,6 +132,53 @@ def _train_hooks(ctx) -> dict:
         ctx.log(f"resuming from {Path(resume).name}")
     return {"progress": ctx.progress, "stop": ctx.stop, "on_metrics": ctx.metrics, "on_checkpoint": on_checkpoint,
             "resume_from": resume}  # fmt: skip
+
+
+def _train(ctx, kind: str, rows: list, settings, out_dir: Path, train_one, *, sequences: int):
+    """One process (`train_one`) or, with several ranks, `accelerate launch` supervised from here:
+    the same hooks either way, so progress, the loss plot, cancel and resume do not change."""
+    from dataclasses import asdict
+
+    from engine.distributed import default_processes, train_distributed
+
+    processes = ctx.config.get("processes") or default_processes(settings.device)
+    if processes == 1:
+        return train_one(ctx.config["model"], rows, settings, out_dir, **_train_hooks(ctx, out_dir))
+    ctx.log(f"data-parallel over {processes} processes through accelerate launch (files in {ctx.work_dir / 'ranks'})")
+    return train_distributed(kind, ctx.config["model"], [asdict(r) for r in rows], settings, out_dir, ctx.work_dir / "ranks",
+                             processes, sequences=sequences, on_log=ctx.log, **_train_hooks(ctx, out_dir))  # fmt: skip
+
+
+def _step(path) -> int:
+    tail = Path(path).name.rpartition("-")[2]
+    return int(tail) if tail.isdigit() else -1
+
+
+def _claim_checkpoints(out_dir: Path, job_id: int, recorded: str | None) -> bool:
+    """Mark `out_dir/checkpoints` as this job's; True when it already was (its checkpoints are ours
+    to resume from; a recorded checkpoint inside it proves it too, for folders from before the
+    marker). Another job's leftovers (same adapter name, never registered) are cleared."""
+    folder = out_dir / "checkpoints"
+    marker = folder / "job.json"
+    try:
+        owner = json.loads(marker.read_text()).get("job_id") if marker.is_file() else None
+    except (OSError, ValueError):
+        owner = None
+    ours = owner == job_id or (owner is None and recorded is not None and Path(recorded).parent == folder)
+    if ours:
+        if folder.is_dir():
+            marker.write_text(json.dumps({"job_id": job_id}))
+        return True
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"job_id": job_id}))
+    return False
+
+
+def _newest_checkpoint(out_dir: Path) -> Path | None:
+    found = [p for p in (out_dir / "checkpoints").glob("checkpoint-*") if (p / "trainer_state.json").is_file() and _step(p) >= 0]
+    return max(found, key=_step) if found else None
 
 
 def run_dpo_job(services, ctx) -> dict:
@@ -137,7 +199,7 @@ def run_dpo_job(services, ctx) -> dict:
     ids, plain = [i for i, _ in pairs], [p for _, p in pairs]
     settings = DpoSettings.from_dict(cfg["settings"])
     ctx.log(f"DPO on {len(plain)} pairs, base {cfg['model']}, beta {settings.beta}, lr {settings.learning_rate}")
-    result = train_dpo(cfg["model"], plain, settings, svc.out_dir(cfg["name"]), **_train_hooks(ctx))
+    result = _train(ctx, "dpo", plain, settings, svc.out_dir(cfg["name"]), train_dpo, sequences=2)
     return svc.register(ctx, "dpo", result, pair_ids=ids, pairs_hash=pairs_sha256(plain))
 
 
@@ -154,6 +216,6 @@ def run_eu_job(services, ctx) -> dict:
     dialogues = eu_dialogues(character, entailed, [] if entailed else repo.query_statements(character.id))
     origin = dialogues[0].origin
     ctx.log(f"EU on {len(dialogues)} dialogues ({'teacher replies' if origin == 'teacher' else 'built from statements'})")
-    result = train_eu(cfg["model"], dialogues, EuSettings.from_dict(cfg["settings"]), svc.out_dir(cfg["name"]), **_train_hooks(ctx))
+    result = _train(ctx, "eu", dialogues, EuSettings.from_dict(cfg["settings"]), svc.out_dir(cfg["name"]), train_eu, sequences=1)
     result.metrics["dialogue_origin"] = origin
     return svc.register(ctx, "eu", result)

@@ -7,7 +7,8 @@ never score never import torch.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,6 +132,32 @@ class ScoringService:
         """Drop the built scorers (after a version switch in a long-lived process, the next call reloads)."""
         with self._lock:
             self._scorers.clear()
+    @contextmanager
+    def bulk_scorer(self, profile: str | None = None, device: str | None = None, workers: int | None = None, *,
+                    character: str | int | None = None) -> Iterator:  # fmt: skip
+        """The scorer for long work (pairs, eval, rescoring): with several devices, one replica per
+        device in its own process (engine.discriminators.sharded), closed on exit; else the cached one.
+        `workers`: None = every visible CUDA GPU when scoring on CUDA, else 1; N with --device cpu = N CPU workers.
+        `character`: its active discriminators (a taught version) serve, sharded or not."""
+        from engine.discriminators.sharded import scoring_devices
+
+        devices = scoring_devices(device or self.settings.device, workers)
+        active = self.active(character, profile)
+        row = active.version_row
+        if len(devices) == 1 or (row is not None and row["kind"] == "few-shot"):  # a judge is not sharded
+            yield self.scorer(profile, device, character=character)
+            return
+        from dataclasses import replace
+
+        from engine.apc import ApcScorer
+        from engine.discriminators.sharded import ShardedPair
+
+        spec = active.profile if row is None else f"rel={self.data_folder() / row['rel_path']},nli={self.data_folder() / row['nli_path']}"
+        pair = ShardedPair.open(spec, devices, trust_remote_code=self.settings.trust_remote_code)
+        try:
+            yield ApcScorer(replace(pair, profile=active.label) if row is not None else pair)
+        finally:
+            pair.close()
 
     # -- APC -------------------------------------------------------------------------------
     def score(

@@ -44,7 +44,8 @@ class TrainingService:
     # -- configs for jobs --------------------------------------------------------------------
     def pairs_config(self, character: str, model: str, *, method: str = "rag", k: int = 5, max_pairs: int = 100,
                      margin: float | None = None, profile: str | None = None, device: str | None = None,
-                     temperature: float = 0.8, max_new_tokens: int = 160) -> tuple[dict, int]:  # fmt: skip
+                     temperature: float = 0.8, max_new_tokens: int = 160, scoring_workers: int | None = None,
+                     concurrency: int = 1) -> tuple[dict, int]:  # fmt: skip
         """(job config, character id) for a `pairs` job, checked before anything is queued.
 
         model "" / None: the configured model; margin None: the paper's 0.2, or 0 for the tiny
@@ -68,12 +69,14 @@ class TrainingService:
 
         margin = number("--margin", margin, NUMBER_BOUNDS["--margin"])
         max_pairs = number("--max", max_pairs, NUMBER_BOUNDS["--max"])
+        check_scale_options(model, scoring_workers, concurrency)
         row = self.characters.row(character)
         s = self.services.settings
         config = {
             "character": row["name"], "model": model, "method": method, "k": k, "max_pairs": max_pairs,
             "margin": margin, "profile": profile or s.profile, "device": device or s.device,
             "params": {"temperature": temperature, "top_p": 0.95, "max_new_tokens": max_new_tokens, "seed": None},
+            "scoring_workers": scoring_workers, "concurrency": concurrency,
         }  # fmt: skip
         return config, row["id"]
 
@@ -186,6 +189,15 @@ class TrainingService:
                                   rejected_message_id=d.rejected_message_id, preference_id=d.preference_id)
 
 
+def check_scale_options(model: str, scoring_workers: int | None, concurrency: int) -> None:
+    """--scoring-workers / --concurrency, checked before a job is queued."""
+    from engine.serving import check_concurrency
+
+    if scoring_workers is not None and scoring_workers < 1:
+        raise InputError(f"--scoring-workers {scoring_workers}: give 1 or more (one discriminator replica per worker)")
+    check_concurrency(model, concurrency)
+
+
 def _differs(row: dict, d: _Desired) -> bool:
     return (row["chosen"], row["rejected"], row["source"], row["preference_id"]) != (
         d.pair.chosen, d.pair.rejected, d.pair.source, d.preference_id)
@@ -228,7 +240,6 @@ def run_pairs_job(services, ctx) -> dict:
     model = services.models.get(cfg["model"], cfg["device"])
     if getattr(model, "meaningless", False):
         ctx.log(f"{cfg['model']} writes meaningless text: these pairs only exercise the pipeline", "warning")
-    scorer = services.scoring.scorer(cfg["profile"], cfg["device"], character=character.id)
     state = {"done": sorted(done, key=str), "kept": kept_before, "stored": 0}
 
     def on_result(index, scored, _candidates):
@@ -240,8 +251,12 @@ def run_pairs_job(services, ctx) -> dict:
         state["done"].append(qid if qid is not None else text)
         ctx.save_checkpoint({"done": state["done"], "kept": state["kept"]})
 
-    build_apc_pairs(model, scorer, character, [t for _, t in queries], method=cfg["method"], k=cfg["k"],
-                    margin=cfg["margin"], max_pairs=remaining, params=GenerationParams(**cfg["params"]),
-                    progress=ctx.progress, stop=ctx.stop, on_result=on_result, skip=skip)  # fmt: skip
+    with services.scoring.bulk_scorer(cfg["profile"], cfg["device"], cfg.get("scoring_workers"), character=character.id) as scorer:
+        if hasattr(scorer.pair, "pool"):
+            ctx.log(f"scoring sharded over {len(scorer.pair.pool.devices)} workers: {', '.join(scorer.pair.pool.devices)}")
+        build_apc_pairs(model, scorer, character, [t for _, t in queries], method=cfg["method"], k=cfg["k"],
+                        margin=cfg["margin"], max_pairs=remaining, params=GenerationParams(**cfg["params"]),
+                        progress=ctx.progress, stop=ctx.stop, on_result=on_result, skip=skip,
+                        concurrency=cfg.get("concurrency", 1))  # fmt: skip
     ctx.log(f"{state['kept']} pairs kept over {len(state['done'])} queries ({state['stored']} new in the database)")
     return {"pairs_kept": state["kept"], "queries": len(state["done"]), "stored": state["stored"]}

@@ -27,9 +27,10 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
 
-def causal_lm_kwargs(dtype, device: str, *, load_in_4bit: bool, trust_remote_code: bool) -> dict:
+def causal_lm_kwargs(dtype, device: str, *, load_in_4bit: bool, trust_remote_code: bool, fsdp: bool = False) -> dict:
     """`AutoModelForCausalLM.from_pretrained` keys: safetensors only, no download when offline,
-    NF4 (QLoRA-style) weights placed on `device` with 4-bit."""
+    NF4 (QLoRA-style) weights placed on `device` with 4-bit. `fsdp`: the 4-bit weights are stored
+    in `dtype` (so FSDP can flatten and shard them with the rest) and FSDP places them."""
     kwargs: dict = {
         "dtype": dtype,
         "use_safetensors": True,
@@ -40,9 +41,11 @@ def causal_lm_kwargs(dtype, device: str, *, load_in_4bit: bool, trust_remote_cod
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True,
+            **({"bnb_4bit_quant_storage": dtype} if fsdp else {}),
         )
-        kwargs["device_map"] = {"": device if ":" in device else f"{device}:0"}
+        if not fsdp:
+            kwargs["device_map"] = {"": device if ":" in device else f"{device}:0"}
     return kwargs
 
 
