@@ -49,6 +49,8 @@ NUMBER_BOUNDS: dict[str, Bounds] = {
     "--queries": Bounds(int, 1, 100_000, example="50"),
     "--limit": Bounds(int, 1, 1_000_000, example="50"),
     "--concurrency": Bounds(int, 1, 256, example="8"),
+    "--processes": Bounds(int, 1, 1024, example="2 (one per GPU)"),
+    "--scoring-workers": Bounds(int, 1, 1024, example="2 (one per GPU)"),
     "--conversation": ID,
     "--parent": ID,
     "--split-seed": SEED,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from apc_tui.paths import adapters_dir, jobs_dir
 from apc_tui.storage.jobs import JobRepo
 from engine.errors import ConfigError, InputError
 from tests.fixtures_dpo import CHARACTER, run_in_thread, store_pairs, toy_pairs, wait_for
@@ -66,7 +67,7 @@ def test_two_gloo_processes_train_one_adapter_whose_lineage_says_world_size_2(dp
     assert {m["name"] for m in svc.jobs.metrics(job["id"])} >= {"loss", "rewards/margins"}
     logs = [line["message"] for line in svc.jobs.logs(job["id"])]
     assert any("data-parallel over 2 processes" in m for m in logs) and any("2 ranks (ddp, gloo) on cpu, cpu" in m for m in logs)
-    ranks = Path(svc.settings.db_path).parent / "jobs" / str(job["id"]) / "ranks"
+    ranks = jobs_dir(svc.settings) / str(job["id"]) / "ranks"
     config = (ranks / "accelerate.yaml").read_text()
     assert "num_processes: 2" in config and 'distributed_type: "MULTI_GPU"' in config
     launcher = (ranks / "launcher.log").read_text()
@@ -96,7 +97,7 @@ def test_cancel_stops_every_rank_and_resume_continues_from_the_checkpoint(dpo_se
     checkpoint = row["checkpoint"]["trainer_checkpoint"]
     stopped = int(checkpoint.rsplit("-", 1)[1])
     assert 1 <= stopped < 40 and Path(checkpoint, "trainer_state.json").is_file()
-    payload = str(Path(svc.settings.db_path).parent / "jobs" / str(job_id) / "ranks" / "payload.json")
+    payload = str(jobs_dir(svc.settings) / str(job_id) / "ranks" / "payload.json")
     wait_for(lambda: not _rank_processes(payload), 30, what="every rank to exit")
     assert not svc.finetune.list_adapters(CHARACTER)
     assert any("stopped cleanly" in line["message"] for line in row["log_tail"])
@@ -125,11 +126,11 @@ def test_a_killed_job_worker_is_dead_its_ranks_stop_and_resume_finishes(cli, dpo
     wait_for(lambda: repo.metrics(job_id), 300, poll=0.2, what="the first training step")
     pid = repo.get(job_id)["pid"]
     os.kill(pid, signal.SIGKILL)
-    payload = str(Path(svc.settings.db_path).parent / "jobs" / str(job_id) / "ranks" / "payload.json")
+    payload = str(jobs_dir(svc.settings) / str(job_id) / "ranks" / "payload.json")
     wait_for(lambda: not _rank_processes(payload), 120, what="the orphaned ranks to stop on their own")
     listed = {j["id"]: j for j in cli("jobs", "list", "--json").json()}[job_id]
     assert listed["status"] == "dead"
-    (saved,) = (Path(svc.settings.adapters_dir) / "killed-ddp" / "checkpoints").glob("checkpoint-*")
+    (saved,) = (adapters_dir(svc.settings) / "killed-ddp" / "checkpoints").glob("checkpoint-*")
     assert "trainer_checkpoint" not in listed["checkpoint"]  # saved by the ranks on their way out, unrecorded (save_steps 100)
     done = svc.jobs.resume(job_id)
     assert done["status"] == "done", done["error"]
