@@ -313,6 +313,13 @@ def check_timeout(value, source: str = "--timeout") -> float:
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+def _plain_text(where: str, value: str) -> str:
+    """White space folded; control characters (a NUL...) refused."""
+    if _CONTROL.search(value):
+        raise InputError(f"{where}: holds a control character (e.g. NUL); remove it")
+    return " ".join(value.split())
+
+
 def text_field(where: str, value, *, max_len: int = MAX_NAME, required: bool = True) -> str:
     """A short single-value text (a name, a language code): a string, no control characters."""
     if value is None or value == "":
@@ -321,9 +328,7 @@ def text_field(where: str, value, *, max_len: int = MAX_NAME, required: bool = T
         return ""
     if not isinstance(value, str):
         raise InputError(f"{where}: is a {_json_type(value)}, not a string; give plain text")
-    if _CONTROL.search(value):
-        raise InputError(f"{where}: holds a control character (e.g. NUL); remove it")
-    text = " ".join(value.split())
+    text = _plain_text(where, value)
     if len(text) > max_len:
         raise InputError(f"{where}: is {len(text)} characters long; keep it under {max_len}")
     return text
@@ -349,9 +354,7 @@ def statement_list(where: str, value) -> list[str]:
     for i, s in enumerate(value):
         if not isinstance(s, str):
             raise InputError(f"{where}[{i}]: is a {_json_type(s)}, not a string; give each statement as text")
-        if _CONTROL.search(s):
-            raise InputError(f"{where}[{i}]: holds a control character (e.g. NUL); remove it")
-        text = " ".join(s.split())
+        text = _plain_text(f"{where}[{i}]", s)
         if len(text) > MAX_STATEMENT:
             raise InputError(f"{where}[{i}]: is {len(text)} characters; keep a statement to one short fact (< {MAX_STATEMENT} characters)")
         if text:

@@ -101,7 +101,7 @@ def teach_discriminator(
     import torch
 
     from engine.device import resolve_device
-    from engine.disc_train import _seed_everything, length_bucketed_batches
+    from engine.disc_train import _seed_everything, length_bucketed_batches, optimizer_step
     from engine.discriminators.cross_encoder import CrossEncoderDiscriminator, collate
 
     labels = task_labels(config.task)
@@ -152,11 +152,7 @@ def teach_discriminator(
             check_stop(stop)
             batch = collate(enc, idx, tokenizer.pad_token_id or 0, device)
             loss = torch.nn.functional.cross_entropy(model(**batch).logits.float(), targets[idx].to(device))
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optim.step()
-            sched.step()
-            optim.zero_grad(set_to_none=True)
+            optimizer_step(loss, params, optim, sched)
             epoch_loss += loss.item() * len(idx)
             seen += len(idx)
             step += 1

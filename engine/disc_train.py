@@ -115,11 +115,7 @@ def train_discriminator(config: TrainConfig, progress: Progress | None = None, s
             check_stop(stop)
             batch = collate(enc, idx, tokenizer.pad_token_id or 0, device)
             loss = model(**batch, labels=targets[idx].to(device)).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optim.step()
-            sched.step()
-            optim.zero_grad(set_to_none=True)
+            optimizer_step(loss, params, optim, sched)
             epoch_loss += loss.item() * len(idx)
             step += 1
             if progress is not None:
@@ -151,6 +147,17 @@ def train_discriminator(config: TrainConfig, progress: Progress | None = None, s
 
 
 BUCKET_BATCHES = 32  # batches per length bucket: enough shuffling, little padding
+
+
+def optimizer_step(loss, params, optim, sched) -> None:
+    """Backward, clip the gradient norm to 1, step the optimizer and the schedule, clear gradients."""
+    import torch
+
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optim.step()
+    sched.step()
+    optim.zero_grad(set_to_none=True)
 
 
 def length_bucketed_batches(input_ids: list[list[int]], batch_size: int, gen) -> list[list[int]]:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.discriminators.data import normalise_label
+from engine.discriminators.data import normalise_label, read_jsonl_text
 from engine.discriminators.profiles import DEFAULT_VERSION, valid_version_name
 from engine.errors import InputError
 
@@ -57,7 +57,7 @@ class TeachService:
         row's "task" or from the presence of "response"); every bad row is reported by line before
         anything is written."""
         row = self.characters.row(character)
-        text = _read_text(Path(path))
+        text = read_jsonl_text(Path(path), MAX_IMPORT_BYTES)
         rows, errors = [], []
         for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -173,22 +173,6 @@ class TeachService:
         if self.versions.find(character_id, name) is not None:
             raise InputError(f"discriminator version {name!r} exists already for this character; pick another --name")
         return name
-
-
-def _read_text(path: Path) -> str:
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror}); give an existing .jsonl file") from exc
-    if size > MAX_IMPORT_BYTES:
-        raise InputError(f"{path}: {size // 2**20} MiB is too large (limit {MAX_IMPORT_BYTES // 2**20} MiB); split the file")
-    raw = path.read_bytes()
-    if b"\x00" in raw[:65536]:
-        raise InputError(f"{path}: looks binary; give a UTF-8 JSON-lines file")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 (byte {exc.start}); re-save the file as UTF-8") from exc
 
 
 def _row_input(line: str, character: str) -> LabelInput:

@@ -78,21 +78,9 @@ class CharacterRepo:
         return list(self.store.db.query("SELECT * FROM passages WHERE character_id = ? ORDER BY position", [cid]))
 
     # -- writes ------------------------------------------------------------------------
-    def upsert(
-        self,
-        name: str,
-        *,
-        language: str,
-        source_text: str,
-        passages: list[str],
-        statements: list[tuple[str, str, int | None]],
-        card: dict | None = None,
-        source_file: str | None = None,
-        art: bytes | None = None,
-    ) -> tuple[int, bool]:
-        """Create or update a character in one transaction; returns (id, created). See `import_character`."""
-        change = self.import_character(name, language=language, source_text=source_text, passages=passages,
-                                       statements=statements, card=card, source_file=source_file, art=art)  # fmt: skip
+    def upsert(self, name: str, **fields) -> tuple[int, bool]:
+        """`import_character`, returning (id, created)."""
+        change = self.import_character(name, **fields)
         return change.character_id, change.created
 
     def import_character(

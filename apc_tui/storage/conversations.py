@@ -95,14 +95,6 @@ class ConversationRepo:
                  "origin": "user", "created_at": now()}
             ).last_pk  # fmt: skip
 
-    def discard_turn(self, user_id: int, conversation_id: int | None = None) -> None:
-        """Undo `add_user` (and `create`) for a turn that got no reply; anything with replies stays."""
-        with self.store.transaction() as db:
-            db.execute("DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM messages WHERE parent_id = ?)", [user_id, user_id])
-            if conversation_id is not None:
-                db.execute("DELETE FROM conversations WHERE id = ? AND NOT EXISTS (SELECT 1 FROM messages WHERE conversation_id = ?)",
-                           [conversation_id, conversation_id])  # fmt: skip
-
     def add_candidates(
         self,
         conversation_id: int,

@@ -41,25 +41,30 @@ def normalise_label(task: str, value) -> str | None:
     return LABEL_ALIASES[task].get(value.strip().lower())
 
 
+def read_jsonl_text(path: Path, max_bytes: int = MAX_BYTES) -> str:
+    """The text of a JSON-lines file, refused in one line when missing, too large, binary or not UTF-8."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror}); give an existing .jsonl file") from exc
+    if size > max_bytes:
+        raise InputError(f"{path}: {size // 2**20} MiB is too large (limit {max_bytes // 2**20} MiB); split the file")
+    raw = path.read_bytes()
+    if b"\x00" in raw[:65536]:
+        raise InputError(f"{path}: looks binary; give a UTF-8 JSON-lines file")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 (byte {exc.start}); re-save the file as UTF-8") from exc
+
+
 def read_labelled(path: Path | str, task: str) -> list[LabelledItem]:
     """Every row of a JSONL file, checked; a bad row raises InputError naming the file and line."""
     labels = task_labels(task)
     path = Path(path)
     fields = ("character", "statement", "query") + (("response",) if task == "nli" else ())
     allowed = " / ".join(labels) + (' (or "contradict")' if task == "nli" else "")
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror}); give an existing .jsonl file") from exc
-    if size > MAX_BYTES:
-        raise InputError(f"{path}: {size // 2**20} MiB is too large (limit {MAX_BYTES // 2**20} MiB); split the file")
-    raw = path.read_bytes()
-    if b"\x00" in raw[:65536]:
-        raise InputError(f"{path}: looks binary; give a UTF-8 JSON-lines file")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 (byte {exc.start}); re-save the file as UTF-8") from exc
+    text = read_jsonl_text(path)
     out: list[LabelledItem] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
