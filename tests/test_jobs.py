@@ -130,3 +130,29 @@ def test_heartbeat_sets_progress(services, sleepy_kind):
     repo.request_cancel(job_id)
     thread.join(30)
     assert time.monotonic() and out["result"]["status"] == "cancelled"
+
+
+def test_long_work_estimate_comes_from_the_newest_finished_job_on_that_model(services):
+    """The confirm dialogs' estimate: wall time per reply of the newest finished job of that kind and
+    model, scaled to the work asked for; no estimate (said so) without such a job."""
+    from apc_tui.storage.jobs import JobRepo
+
+    repo = JobRepo(services.store)
+    assert services.jobs.estimate("pairs", "tiny", 40).startswith("no estimate yet (no finished pairs job on tiny)")
+
+    def finished(kind: str, model: str, artifacts: dict, seconds: int) -> int:
+        job_id = repo.create(kind, {"model": model})
+        repo.claim(job_id, pid=1)
+        repo.finish(job_id, "done", artifacts=artifacts)
+        services.store.db.execute(
+            "UPDATE jobs SET started_at = '2026-01-01T10:00:00+00:00', finished_at = ? WHERE id = ?",
+            [f"2026-01-01T10:{seconds // 60:02d}:{seconds % 60:02d}+00:00", job_id],
+        )
+        services.store.db.conn.commit()
+        return job_id
+
+    finished("pairs", "hf:other", {"queries": 10}, 600)  # another model: not used
+    job = finished("pairs", "tiny", {"queries": 10, "pairs_kept": 3}, 40)  # 20 replies in 40 s: 2 s a reply
+    assert services.jobs.estimate("pairs", "tiny", 90) == f"estimate ~3m00s (job {job}: 20 replies in 40s)"
+    ev = finished("eval", "tiny", {"results": [{"n": 5}, {"n": 5}]}, 20)
+    assert services.jobs.estimate("eval", "tiny", 4) == f"estimate ~8s (job {ev}: 10 replies in 20s)"

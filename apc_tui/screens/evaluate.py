@@ -107,8 +107,9 @@ class EvaluateScreen(AdaptivePoll, WorkbenchScreen):
             runs.add_column(label, key=label)
         results = self.query_one("#eval-results", DataTable)
         results.border_title = "ΔAPC per method (95% CI)"
-        for label in ("method", "variant", "n", "ΔAPC", "CI", "active", "passive"):
-            results.add_column(label, key=label)
+        # fixed widths: the table looks the same however its rows arrive (and fits 80 columns)
+        for label, width in (("method", 6), ("variant", 7), ("n", 4), ("ΔAPC", 7), ("CI", 17), ("active", 6), ("passive", 7)):
+            results.add_column(label, key=label, width=width)
         self.query_one("#eval-plot", PlotextPlot).border_title = "ΔAPC: base vs adapter"
         self.load_adapters()
         self.start_poll(self.poll)
@@ -260,7 +261,8 @@ class EvaluateScreen(AdaptivePoll, WorkbenchScreen):
         trust = trust_for(self.services.settings.profile, self.services.characters.repo.row(character)["language"])
         question = (f"Evaluate {character} with {model}: methods {', '.join(methods) or 'none chosen'}, {n} {origin} queries"
                     f"{' × base and adapter' if variants == 2 else ''} = {replies} replies to generate and score "
-                    f"({trust.badge}). It runs as a job.\n\nStart?")  # fmt: skip
+                    f"({trust.badge}). It runs as a job; "
+                    f"{self.services.jobs.estimate('eval', model or self.services.settings.model, replies)}.\n\nStart?")  # fmt: skip
 
         def answered(yes: bool | None) -> None:
             if yes:

@@ -282,7 +282,8 @@ class TrainScreen(JobsScreenMixin, WorkbenchScreen):
         queries = len(self.services.training.pairs.queries(cid, "train")) or len(self.services.characters.get(character).enabled_statements)
         trust = self.trust()
         question = (f"Build APC pairs for {character}: up to 100 pairs from {queries} train queries, 2 replies each from {model} "
-                    f"({2 * queries} replies to generate and score with {trust.badge}). It runs as a job.")  # fmt: skip
+                    f"({2 * queries} replies to generate and score with {trust.badge}). It runs as a job; "
+                    f"{self.services.jobs.estimate('pairs', model or s.model, 2 * queries)}.")  # fmt: skip
         if trust.warn_training:
             question += "\n\n" + trust.warning("building DPO pairs")
 

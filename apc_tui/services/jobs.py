@@ -33,6 +33,23 @@ class JobService:
     def list(self, *, status: str | None = None, kind: str | None = None, limit: int = 50) -> list[dict]:
         return [job_to_dict(r) for r in self.repo.list(status=status, kind=kind, limit=limit)]
 
+    def estimate(self, kind: str, model: str, replies: int) -> str:
+        """How long `replies` replies of a `kind` job (pairs | eval) on `model` should take, from the
+        newest finished job of that kind on that model (its wall time per reply); said plainly when
+        there is no such job yet."""
+        from datetime import datetime
+
+        from ..numbers import eta_text
+
+        for job in self.list(status="done", kind=kind, limit=20):
+            done = _replies_done(job)
+            if job["config"].get("model") != model or not done or not job.get("started_at") or not job.get("finished_at"):
+                continue
+            took = (datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])).total_seconds()
+            guess = eta_text(took / done * replies).removeprefix("ETA ")
+            return f"estimate ~{guess} (job {job['id']}: {done} replies in {eta_text(took).removeprefix('ETA ')})"
+        return f"no estimate yet (no finished {kind} job on {model}): the job shows its ETA once the first replies are scored"
+
     def show(self, job_id: int, *, log_tail: int = 20) -> dict:
         row = job_to_dict(self.repo.refresh(self.repo.get(job_id)))
         metrics = self.repo.metrics(job_id)
@@ -79,3 +96,13 @@ class JobService:
             if row["status"] in FINISHED or time.monotonic() > deadline:
                 return job_to_dict(row)
             time.sleep(poll_s)
+
+
+def _replies_done(job: dict) -> int:
+    """Replies a finished pairs/eval job generated and scored (0 when its artifacts do not say)."""
+    artifacts = job.get("artifacts") or {}
+    if job["kind"] == "pairs":
+        return 2 * int(artifacts.get("queries") or 0)
+    if job["kind"] == "eval":
+        return sum(int(r.get("n") or 0) for r in artifacts.get("results") or [] if isinstance(r, dict))
+    return 0
